@@ -1,0 +1,40 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "cmalab",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "cmalab", targets: ["cmalab"]),
+        .executable(name: "cmalab-agent", targets: ["cmalab-agent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // Wire format shared by host and guest: frames and typed messages. stdlib only.
+        .target(name: "LabProtocol"),
+        // Pure lab logic: parsers, planners, profile model, evaluation, reports. No I/O.
+        .target(name: "LabCore", dependencies: ["LabProtocol", .product(name: "Yams", package: "Yams")]),
+        // Effects: processes, QEMU sessions, kernel builds, initramfs, caches, agent client.
+        .target(name: "LabRuntime", dependencies: ["LabCore", "LabProtocol"]),
+        // The command-line tool: one file per subcommand.
+        .executableTarget(name: "cmalab", dependencies: [
+            "LabRuntime", "LabCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // What the guest agent does, testable on the host over a socketpair.
+        .target(name: "AgentCore", dependencies: ["LabProtocol"]),
+        // PID 1 in the guest; linked with -static-executable by the Makefile.
+        .executableTarget(name: "cmalab-agent", dependencies: ["AgentCore"]),
+
+        .testTarget(name: "LabProtocolTests", dependencies: ["LabProtocol"]),
+        .testTarget(name: "LabCoreTests", dependencies: ["LabCore"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "LabProtocol"]),
+        .testTarget(name: "LabRuntimeTests", dependencies: ["LabRuntime", "LabCore"]),
+        // Boots real kernels in real QEMU; needs the images built by `make images`.
+        .testTarget(name: "IntegrationTests", dependencies: ["LabRuntime", "LabCore", "LabProtocol"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

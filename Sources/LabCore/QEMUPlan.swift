@@ -1,0 +1,158 @@
+/// Planning a QEMU invocation: a pure function from what the lab wants to the exact argv.
+
+public enum MachineType: String, Sendable, CaseIterable, Codable {
+    case pc, q35
+}
+
+public enum Accelerator: String, Sendable, CaseIterable, Codable {
+    case kvm, tcg
+}
+
+/// How the agent's channel reaches the guest.
+public enum AgentTransport: String, Sendable, Codable {
+    /// A virtio-serial port named `org.cmalab.agent.0` (needs CONFIG_VIRTIO_CONSOLE in the guest).
+    case virtio
+    /// A second 16550 UART: the guest sees it as /dev/ttyS1.
+    case uart
+}
+
+public struct MachineSpec: Equatable, Sendable, Codable {
+    public var memory: ByteSize
+    public var cpus: Int
+    public var type: MachineType
+    /// Sizes of NUMA nodes; empty for a non-NUMA guest. When present they must add up to `memory`.
+    public var numaNodes: [ByteSize]
+    /// `-cpu` model; nil keeps QEMU's default.
+    public var cpuModel: String?
+
+    public init(memory: ByteSize, cpus: Int = 1, type: MachineType = .pc, numaNodes: [ByteSize] = [], cpuModel: String? = nil) {
+        self.memory = memory; self.cpus = cpus; self.type = type; self.numaNodes = numaNodes; self.cpuModel = cpuModel
+    }
+}
+
+extension ByteSize: Codable {
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let n = try? c.decode(UInt64.self) { self.init(bytes: n); return }
+        let s = try c.decode(String.self)
+        do { self = try ByteSize.parse(s) } catch {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: error.description)
+        }
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
+/// Everything that decides the QEMU argv of one boot.
+public struct QEMUPlan: Equatable, Sendable {
+    public var binary: String = "qemu-system-x86_64"
+    public var machine: MachineSpec
+    public var accelerator: Accelerator = .tcg
+    public var kernel: String
+    public var initrd: String?
+    /// The command line the user asked for; the lab's own parameters are added by `effectiveCommandLine`.
+    public var commandLine: KernelCommandLine
+    /// Unix socket for the agent channel; nil boots without one.
+    public var agentSocket: String?
+    public var agentTransport: AgentTransport = .virtio
+    public var pidFile: String?
+    /// Extra raw QEMU arguments, appended last.
+    public var extraArguments: [String] = []
+
+    public init(machine: MachineSpec, kernel: String, initrd: String? = nil, commandLine: KernelCommandLine = KernelCommandLine()) {
+        self.machine = machine; self.kernel = kernel; self.initrd = initrd; self.commandLine = commandLine
+    }
+
+    /// The user's command line plus what the lab needs: the console on ttyS0, panic=-1 so a panic ends
+    /// QEMU at once (with -no-reboot), and the agent transport hint. A user's own value always wins.
+    public var effectiveCommandLine: KernelCommandLine {
+        var line = KernelCommandLine()
+        line.append("console", "ttyS0")
+        line.append("panic", "-1")
+        if agentSocket != nil, agentTransport == .uart { line.append("cmalab.channel", "uart") }
+        var user = commandLine
+        // Keep the user's order; drop our defaults that the user set explicitly.
+        let userKeys = Set(user.parameters.map(\.key))
+        line = KernelCommandLine(line.parameters.filter { !userKeys.contains($0.key) })
+        user = line.appending(user)
+        return user
+    }
+
+    /// The exact argv, binary first. Guest RAM is always a `memory-backend-ram` with `reserve=off`, so a
+    /// guest larger than the host boots (pages are only backed when touched).
+    public func arguments() -> [String] {
+        var a: [String] = [binary]
+        a += ["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
+        a += ["-machine", "\(machine.type.rawValue),accel=\(accelerator.rawValue)"]
+        if let cpu = machine.cpuModel { a += ["-cpu", cpu] }
+        a += ["-smp", "\(machine.cpus)"]
+        a += ["-m", "\(machine.memory.mebibytes)M"]
+        if machine.numaNodes.isEmpty {
+            a += ["-object", "memory-backend-ram,id=ram0,size=\(machine.memory.mebibytes)M,reserve=off"]
+            a += ["-machine", "memory-backend=ram0"]
+        } else {
+            for (i, size) in machine.numaNodes.enumerated() {
+                a += ["-object", "memory-backend-ram,id=ram\(i),size=\(size.mebibytes)M,reserve=off"]
+            }
+            let cpusPerNode = max(1, machine.cpus / machine.numaNodes.count)
+            for i in machine.numaNodes.indices {
+                var node = "node,nodeid=\(i),memdev=ram\(i)"
+                let first = i * cpusPerNode
+                if first < machine.cpus {
+                    let last = i == machine.numaNodes.count - 1 ? machine.cpus - 1 : min(machine.cpus - 1, first + cpusPerNode - 1)
+                    node += first == last ? ",cpus=\(first)" : ",cpus=\(first)-\(last)"
+                }
+                a += ["-numa", node]
+            }
+        }
+        a += ["-kernel", kernel]
+        if let initrd { a += ["-initrd", initrd] }
+        a += ["-append", effectiveCommandLine.description]
+        // The console is QEMU's stdio: the lab reads it from a pipe, reproduce.sh shows it on the terminal.
+        a += ["-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console"]
+        if let agentSocket {
+            a += ["-chardev", "socket,id=agent,path=\(agentSocket),server=on,wait=off"]
+            switch agentTransport {
+            case .virtio:
+                a += ["-device", "virtio-serial-pci,id=vser0"]
+                a += ["-device", "virtserialport,bus=vser0.0,chardev=agent,name=org.cmalab.agent.0"]
+            case .uart:
+                a += ["-serial", "chardev:agent"]
+            }
+        }
+        if let pidFile { a += ["-pidfile", pidFile] }
+        a += extraArguments
+        return a
+    }
+
+    public func validate() throws(PlanError) {
+        guard machine.cpus >= 1, machine.cpus <= 64 else { throw PlanError("cpus must be between 1 and 64, got \(machine.cpus)") }
+        guard machine.memory >= .mib(128) else { throw PlanError("memory must be at least 128M, got \(machine.memory)") }
+        guard machine.memory.bytes % (1 << 20) == 0 else { throw PlanError("memory must be a whole number of MiB, got \(machine.memory)") }
+        if !machine.numaNodes.isEmpty {
+            let sum = machine.numaNodes.reduce(0) { $0 + $1.bytes }
+            guard sum == machine.memory.bytes else {
+                throw PlanError("NUMA node sizes add up to \(ByteSize(bytes: sum)) but memory is \(machine.memory)")
+            }
+            guard machine.numaNodes.allSatisfy({ $0.bytes % (1 << 20) == 0 && $0.bytes > 0 }) else {
+                throw PlanError("every NUMA node needs a non-zero whole number of MiB")
+            }
+        }
+    }
+}
+
+public struct PlanError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Quotes an argv for a POSIX shell (used by reproduce.sh and log lines).
+public func shellQuote(_ arg: String) -> String {
+    let safe = arg.utf8.allSatisfy { c in
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || "-_./=,:@%+".utf8.contains(c)
+    }
+    if safe && !arg.isEmpty { return arg }
+    return "'" + arg.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
+}

@@ -1,0 +1,10 @@
+import Foundation
+
+enum Fixture {
+    static func text(_ name: String) throws -> String {
+        guard let url = Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures") else {
+            throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: name])
+        }
+        return try String(contentsOf: url, encoding: .utf8)
+    }
+}
