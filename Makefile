@@ -1,0 +1,48 @@
+# cmalab: the two commands a new machine needs are `make lab` (the main job) and `make test`.
+SHELL := /bin/bash
+SWIFT ?= swift
+# The tool itself (release); tests use the debug build that `swift build --build-tests` makes.
+CMALAB := .build/release/cmalab
+CMALAB_DEBUG := .build/debug/cmalab
+# The guest agent: fully static, in its own build folder (static linking flags apply to a whole build).
+AGENT := .build-agent/release/cmalab-agent
+# Images the integration tests boot.
+TEST_IMAGES := cma-6.12 cma-6.12-uart nocma-6.12
+
+.PHONY: lab test setup build agent images test-images unit clean help
+
+help:
+	@echo "make lab    set up this machine, build cmalab and the default kernel, run the main job"
+	@echo "make test   set up this machine, build everything the tests need, run every test"
+
+## The main job on the embedded defaults.
+lab: setup build agent
+	$(CMALAB) image build cma-6.12
+	$(CMALAB) boot --image cma-6.12 --memory 4G --append 'cma=1G@1-2G' --quiet --report
+
+## Every test: unit tests and the integration tests that boot real kernels.
+test: setup agent test-images
+	$(SWIFT) test --skip-build
+
+setup:
+	@Scripts/setup-host
+
+build:
+	$(SWIFT) build -c release --product cmalab
+
+agent:
+	$(SWIFT) build -c release --scratch-path .build-agent --product cmalab-agent -Xswiftc -static-executable
+	@strip $(AGENT)
+	@file $(AGENT) | grep -q 'statically linked' || { echo "cmalab-agent is not statically linked"; exit 1; }
+	@echo "agent: $(AGENT) ($$(stat -c %s $(AGENT)) bytes)"
+
+test-images:
+	$(SWIFT) build --build-tests
+	$(CMALAB_DEBUG) image build $(TEST_IMAGES)
+
+## Unit tests only (no kernels): fast.
+unit:
+	$(SWIFT) test --skip IntegrationTests
+
+clean:
+	rm -rf .build .build-agent

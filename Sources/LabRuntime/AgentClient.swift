@@ -1,0 +1,167 @@
+import Foundation
+import LabCore
+import LabProtocol
+
+/// The host end of the agent channel: a Unix socket that QEMU serves (virtio-serial port or second UART).
+///
+/// Everything runs inside the machine's event loop, so while the client waits for the agent it also reads
+/// the console: a panic before the agent is up is reported as such, with the console tail, never as a
+/// bare timeout. What the guest sends is bounded by the frame decoder's payload limit.
+public final class AgentClient: @unchecked Sendable {
+    public let machine: QEMUMachine
+    public let socketPath: String
+    public private(set) var hello: AgentHello?
+    public private(set) var closed = false
+    /// Events other than `ready` (agent log lines, fatal reasons), oldest first, at most 1000.
+    public private(set) var events: [AgentEvent] = []
+
+    private var fd: Int32 = -1
+    private var decoder = FrameDecoder(maxPayload: 32 << 20)
+    private var responses: [UInt32: AgentResponse] = [:]
+    private var nextID: UInt32 = 1
+    private var buffer = [UInt8](repeating: 0, count: 65536)
+
+    public init(machine: QEMUMachine, socketPath: String) {
+        self.machine = machine
+        self.socketPath = socketPath
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Connects to QEMU's socket and waits for the agent's ready event.
+    public func waitReady(deadline: Date) throws(LabError) -> AgentHello {
+        try connect(deadline: deadline)
+        let ready = try machine.runLoop(until: deadline) { [unowned self] in self.hello != nil || self.closed }
+        if let hello { return hello }
+        throw failure(waitingFor: "the agent to start", ready: ready, deadline: deadline)
+    }
+
+    /// Sends one request and waits for its response.
+    public func request(_ request: AgentRequest, timeout: TimeInterval = 30) throws(LabError) -> AgentResponse {
+        guard fd >= 0, !closed else { throw LabError(.agent, "the agent channel is closed") }
+        let id = nextID
+        nextID &+= 1
+        let frame = Frame(kind: .request, id: id, payload: request.encode())
+        try send(frame.encoded())
+        let deadline = Date().addingTimeInterval(timeout)
+        _ = try machine.runLoop(until: deadline) { [unowned self] in self.responses[id] != nil || self.closed }
+        if let r = responses.removeValue(forKey: id) { return r }
+        throw failure(waitingFor: "the agent to answer \(Self.name(of: request))", ready: false, deadline: deadline)
+    }
+
+    /// Asks the guest to power off and waits for QEMU to exit.
+    public func powerOff(timeout: TimeInterval = 20) throws(LabError) -> MachineExit {
+        if !closed { _ = try? request(.poweroff, timeout: 5) }
+        return try machine.waitForExit(timeout: machine.uptime + timeout)
+    }
+
+    // MARK: - Internals
+
+    private func connect(deadline: Date) throws(LabError) {
+        guard fd < 0 else { return }
+        while true {
+            let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            guard s >= 0 else { throw LabError.posix("cannot create a socket for", socketPath) }
+            _ = fcntl(s, F_SETFD, FD_CLOEXEC)
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(socketPath.utf8)
+            guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+                close(s); throw LabError(.io, "socket path too long: \(socketPath)")
+            }
+            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+                for (i, b) in bytes.enumerated() { raw[i] = b }
+            }
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            if rc == 0 {
+                _ = fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK)
+                fd = s
+                machine.agentFD = s
+                machine.onAgentReadable = { [unowned self] in self.readAvailable() }
+                return
+            }
+            close(s)
+            // QEMU creates the socket a moment after it starts.
+            if !machine.isRunning || Date() >= deadline {
+                _ = try machine.runLoop(until: Date())
+                throw failure(waitingFor: "QEMU's agent socket \(socketPath)", ready: false, deadline: deadline)
+            }
+            try machine.runLoop(until: Date().addingTimeInterval(0.02))
+        }
+    }
+
+    private func send(_ bytes: [UInt8]) throws(LabError) {
+        var off = 0
+        let deadline = Date().addingTimeInterval(30)
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n > 0 { off += n; continue }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) {
+                guard Date() < deadline else { throw LabError(.agent, "the agent does not read its channel") }
+                try machine.runLoop(until: Date().addingTimeInterval(0.01))
+                continue
+            }
+            closed = true
+            throw LabError(.agent, "cannot write to the agent channel: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    private func readAvailable() {
+        while fd >= 0 {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n > 0 {
+                decoder.feed(buffer[0..<n])
+                while let frame = decoder.next() { dispatch(frame) }
+                continue
+            }
+            if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                closed = true
+                machine.agentFD = -1
+            }
+            return
+        }
+    }
+
+    private func dispatch(_ frame: Frame) {
+        switch frame.kind {
+        case .response:
+            if let r = try? AgentResponse.decode(frame.payload) {
+                responses[frame.id] = r
+            } else {
+                responses[frame.id] = .failure(errno: EPROTO, message: "undecodable response from the agent")
+            }
+        case .event:
+            guard let e = try? AgentEvent.decode(frame.payload) else { return }
+            if case .ready(let h) = e { hello = h } else if events.count < 1000 { events.append(e) }
+        case .request:
+            break
+        }
+    }
+
+    /// Turns "the thing we waited for did not come" into the most specific reason there is.
+    private func failure(waitingFor what: String, ready: Bool, deadline: Date) -> LabError {
+        let tail = machine.console.tail.suffix(25).joined(separator: "\n")
+        if let fatal = events.compactMap({ if case .fatal(let m) = $0 { return m } else { return nil } }).last {
+            return LabError(.agent, "the agent failed: \(fatal)")
+        }
+        switch machine.exit {
+        case .crashed(let crash)?:
+            let when = hello == nil ? " before the agent started" : ""
+            return LabError(.kernelCrash, "\(crash.summary)\(when)\n--- console tail ---\n\(tail)")
+        case .qemuFailed(let why)?:
+            return LabError(.qemu, why)
+        case .poweredOff?:
+            return LabError(.agent, "the guest powered off while waiting for \(what)\n--- console tail ---\n\(tail)")
+        case .timedOut?, nil:
+            if closed { return LabError(.agent, "the agent closed its channel while cmalab waited for \(what)\n--- console tail ---\n\(tail)") }
+            return LabError(.timeout, "timed out after \(String(format: "%.1f", machine.uptime)) s waiting for \(what)\n--- console tail ---\n\(tail)",
+                            hint: "raise --timeout, or look at console.log in \(machine.run.path)")
+        }
+    }
+
+    static func name(of r: AgentRequest) -> String {
+        String(describing: r).split(separator: "(").first.map(String.init) ?? "a request"
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import LabCore
+
+/// Writes the guest's initramfs (an uncompressed newc cpio: under TCG, gunzip in the guest costs more
+/// than loading a few extra MiB) and caches it by its inputs.
+///
+/// Layout: `/init` is the static cmalab agent (or a shell script for `--init`), `/bin/busybox` is Debian's
+/// busybox-static with a link for every applet, plus the mount points the agent uses.
+public final class InitramfsStore: @unchecked Sendable {
+    let paths: LabPaths
+    static let layoutVersion = "cmalab-initramfs-1"
+    public static let busyboxPath = "/bin/busybox"
+
+    public init(paths: LabPaths) { self.paths = paths }
+
+    public enum Init: Sendable {
+        /// The cmalab agent binary at this path.
+        case agent(String)
+        /// A shell script run by busybox sh.
+        case script(String)
+    }
+
+    /// Returns the path of a cpio archive for `init`, building it on a cache miss.
+    public func ensure(_ initProgram: Init) throws(LabError) -> String {
+        let busybox = Self.busyboxPath
+        guard Files.exists(busybox) else {
+            throw LabError(.missingTool, "\(busybox) is missing", hint: "install it with `apt-get install busybox-static` (or run `make setup`)")
+        }
+        var h = SHA256()
+        h.update(Self.layoutVersion + "\n" + Self.fileIdentity(busybox) + "\n")
+        switch initProgram {
+        case .agent(let path):
+            guard Files.exists(path) else {
+                throw LabError(.missingTool, "the guest agent \(path) is not built", hint: "run `make agent` (or set CMALAB_AGENT to a static cmalab-agent)")
+            }
+            h.update("agent:" + Self.fileIdentity(path))
+        case .script(let text):
+            h.update("script:" + text)
+        }
+        let dir = paths.cache + "/initramfs"
+        let out = dir + "/\(h.finalize().hexString.prefix(32)).cpio"
+        if Files.exists(out) { return out }
+        try Files.mkdirs(dir)
+
+        var cpio = CpioWriter()
+        for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "run", "etc", "root", "mnt"] {
+            cpio.directory(d)
+        }
+        cpio.file("bin/busybox", contents: try Files.readBytes(busybox), mode: 0o755)
+        let applets = try runCapturing([busybox, "--list-full"]).split(separator: "\n").map(String.init)
+        for applet in applets where !applet.isEmpty && applet != "bin/busybox" && !cpio.contains(applet) {
+            cpio.directoryTree(Path.directory(of: applet))
+            cpio.symlink(applet, target: "/bin/busybox")
+        }
+        switch initProgram {
+        case .agent(let path): cpio.file("init", contents: try Files.readBytes(path), mode: 0o755)
+        case .script(let text): cpio.file("init", contents: Array(("#!/bin/sh\n" + text + "\n").utf8), mode: 0o755)
+        }
+        try Files.write(cpio.finish(), to: out)
+        return out
+    }
+
+    /// Path, size and modification time: enough to notice a rebuilt agent without hashing megabytes.
+    static func fileIdentity(_ path: String) -> String {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return path }
+        return "\(path):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec):\(st.st_ino)"
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import LabCore
+import LabProtocol
+
+/// What one boot needs besides the kernel.
+public struct BootRequest: Sendable {
+    public var machine: MachineSpec
+    public var commandLine: KernelCommandLine
+    public var accel: AccelChoice = .auto
+    /// Boot with the agent as /init (default) or with a shell script.
+    public var initScript: String?
+    /// Force a transport; nil picks virtio when the kernel has CONFIG_VIRTIO_CONSOLE=y, else the UART.
+    public var transport: AgentTransport?
+    public var runName: String
+    /// Echo each console line (to the terminal).
+    public var onConsoleLine: (@Sendable (String) -> Void)?
+
+    public init(machine: MachineSpec, commandLine: KernelCommandLine, runName: String) {
+        self.machine = machine; self.commandLine = commandLine; self.runName = runName
+    }
+}
+
+/// A running boot: the machine, its agent (nil for script inits) and its run directory.
+public final class BootSession: @unchecked Sendable {
+    public let kernel: BuiltKernel
+    public let plan: QEMUPlan
+    public let machine: QEMUMachine
+    public let agent: AgentClient?
+    public let run: RunDirectory
+    public let accelNotice: String?
+
+    init(kernel: BuiltKernel, plan: QEMUPlan, machine: QEMUMachine, agent: AgentClient?, run: RunDirectory, accelNotice: String?) {
+        self.kernel = kernel; self.plan = plan; self.machine = machine; self.agent = agent; self.run = run; self.accelNotice = accelNotice
+    }
+
+    /// Ends the boot: powers off through the agent when it is up, else waits for the guest, and always
+    /// leaves no QEMU behind.
+    public func finish(timeout: TimeInterval) throws(LabError) -> MachineExit {
+        defer { machine.stop(); run.closeSockets() }
+        if let exit = machine.exit { return exit }
+        if let agent, agent.hello != nil, !agent.closed { return try agent.powerOff(timeout: 20) }
+        return try machine.waitForExit(timeout: timeout)
+    }
+}
+
+/// The lab: definitions, caches and the way to boot a kernel.
+public final class Lab: @unchecked Sendable {
+    public let paths: LabPaths
+    public let progress: Progress
+    public let kernels: KernelStore
+    public let initramfs: InitramfsStore
+
+    public init(paths: LabPaths = .discover(), progress: Progress = Progress()) {
+        self.paths = paths
+        self.progress = progress
+        self.kernels = KernelStore(paths: paths, progress: progress)
+        self.initramfs = InitramfsStore(paths: paths)
+        Signals.install()
+    }
+
+    public func catalog() throws(LabError) -> ImageCatalog { try ImageCatalog(directory: paths.imagesDirectory) }
+
+    /// A kernel from an image name (built on demand) or from a bzImage path (with an optional .config).
+    public func kernel(image: String?, kernelPath: String? = nil, configPath: String? = nil) throws(LabError) -> BuiltKernel {
+        if let kernelPath {
+            guard Files.exists(kernelPath) else { throw LabError(.imageNotFound, "\(kernelPath) does not exist") }
+            var config = configPath
+            if config == nil, Files.exists(Path.directory(of: kernelPath) + "/.config") { config = Path.directory(of: kernelPath) + "/.config" }
+            return BuiltKernel(name: Path.basename(kernelPath), kernel: kernelPath, configPath: config ?? "", key: "",
+                               directory: Path.directory(of: kernelPath), buildLog: nil, cached: true, commandLine: KernelCommandLine())
+        }
+        let def = try catalog().resolve(image ?? ImageCatalog.defaultImage)
+        return try kernels.ensure(def)
+    }
+
+    /// Starts QEMU for `kernel` and, with the agent, connects and waits until it is ready.
+    public func boot(_ kernel: BuiltKernel, _ request: BootRequest, bootTimeout: TimeInterval) throws(LabError) -> BootSession {
+        let config = kernel.configPath.isEmpty ? nil : try? kernel.config()
+        let initrd: String
+        if let script = request.initScript {
+            initrd = try initramfs.ensure(.script(script))
+        } else {
+            initrd = try initramfs.ensure(.agent(paths.agentBinary))
+        }
+        let (accel, notice) = try AccelProbe(paths: paths).resolve(request.accel, kernel: kernel.kernel)
+        if let notice { progress.note("cmalab: \(notice)") }
+
+        let run = try RunDirectory(root: paths.runs, name: request.runName)
+        var plan = QEMUPlan(machine: request.machine, kernel: kernel.kernel, initrd: initrd,
+                            commandLine: kernel.commandLine.appending(request.commandLine))
+        plan.accelerator = accel
+        plan.pidFile = nil
+        if request.initScript == nil {
+            plan.agentSocket = run.socket("agent.sock")
+            plan.agentTransport = request.transport ?? Self.transport(for: config)
+        }
+        let machine = try QEMUMachine(plan: plan, run: run)
+        machine.onConsoleLine = request.onConsoleLine
+        var agent: AgentClient?
+        if let socket = plan.agentSocket {
+            let client = AgentClient(machine: machine, socketPath: socket)
+            do {
+                _ = try client.waitReady(deadline: machine.started.addingTimeInterval(bootTimeout))
+            } catch {
+                machine.stop()
+                run.closeSockets()
+                throw error
+            }
+            agent = client
+        }
+        return BootSession(kernel: kernel, plan: plan, machine: machine, agent: agent, run: run, accelNotice: notice)
+    }
+
+    /// virtio-serial when the kernel has it built in, else the second UART.
+    public static func transport(for config: KernelConfig?) -> AgentTransport {
+        guard let config else { return .virtio }
+        return config.effectiveValue("VIRTIO_CONSOLE") == "y" && config.effectiveValue("VIRTIO_PCI") == "y" ? .virtio : .uart
+    }
+}

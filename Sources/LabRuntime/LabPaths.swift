@@ -1,0 +1,135 @@
+import Foundation
+import LabCore
+
+/// Where cmalab finds its definitions and keeps its caches and runs.
+///
+/// - home: the checkout holding `Images/` and `Profiles/` (`$CMALAB_HOME`, else found upwards from the
+///   executable, else from the working directory).
+/// - cache: built kernels, unpacked sources, initramfs archives, the accelerator probe
+///   (`$CMALAB_CACHE`, else `$XDG_CACHE_HOME/cmalab`, else `~/.cache/cmalab`).
+/// - runs: one directory per boot or profile run (`$CMALAB_RUNS`, else `<home>/runs`).
+public struct LabPaths: Sendable {
+    public var home: String
+    public var cache: String
+    public var runs: String
+
+    public init(home: String, cache: String, runs: String) {
+        self.home = home; self.cache = cache; self.runs = runs
+    }
+
+    public static func discover() -> LabPaths {
+        let env = ProcessInfo.processInfo.environment
+        let home = env["CMALAB_HOME"] ?? findHome() ?? FileManager.default.currentDirectoryPath
+        let cache = env["CMALAB_CACHE"]
+            ?? env["XDG_CACHE_HOME"].map { $0 + "/cmalab" }
+            ?? (NSHomeDirectory() + "/.cache/cmalab")
+        let runs = env["CMALAB_RUNS"] ?? home + "/runs"
+        return LabPaths(home: home, cache: cache, runs: runs)
+    }
+
+    public var imagesDirectory: String { home + "/Images" }
+    public var profilesDirectory: String { home + "/Profiles" }
+
+    /// The static agent binary (`$CMALAB_AGENT`, else the Makefile's build location).
+    public var agentBinary: String {
+        ProcessInfo.processInfo.environment["CMALAB_AGENT"] ?? home + "/.build-agent/release/cmalab-agent"
+    }
+
+    static func findHome() -> String? {
+        let fm = FileManager.default
+        var candidates: [String] = []
+        if let exe = Bundle.main.executablePath { candidates.append((exe as NSString).resolvingSymlinksInPath) }
+        candidates.append(fm.currentDirectoryPath + "/x")
+        for start in candidates {
+            var dir = Path.directory(of: start)
+            while dir != "/" && !dir.isEmpty {
+                if fm.fileExists(atPath: dir + "/Images") && fm.fileExists(atPath: dir + "/Package.swift") { return dir }
+                dir = Path.directory(of: dir)
+            }
+        }
+        return nil
+    }
+}
+
+/// File helpers with errors that name the path.
+enum Files {
+    static func read(_ path: String) throws(LabError) -> String {
+        do { return try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw LabError(.io, "cannot read \(path)", underlying: (error as NSError).localizedFailureReason.map { LabError(.io, $0) })
+        }
+    }
+
+    static func readBytes(_ path: String) throws(LabError) -> [UInt8] {
+        guard let d = FileManager.default.contents(atPath: path) else { throw LabError.posix("cannot read", path, errno: ENOENT) }
+        return [UInt8](d)
+    }
+
+    static func write(_ text: String, to path: String) throws(LabError) { try write(Array(text.utf8), to: path) }
+
+    /// Writes via a temporary file and rename, so readers never see half a file.
+    static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws(LabError) {
+        let tmp = path + ".tmp.\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw LabError.posix("cannot create", tmp) }
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; let e = errno; close(fd); unlink(tmp); throw LabError.posix("cannot write", tmp, errno: e) }
+            off += n
+        }
+        fsync(fd)
+        close(fd)
+        guard rename(tmp, path) == 0 else { let e = errno; unlink(tmp); throw LabError.posix("cannot rename into", path, errno: e) }
+    }
+
+    static func mkdirs(_ path: String) throws(LabError) {
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw LabError(.io, "cannot create directory \(path)", underlying: error)
+        }
+    }
+
+    static func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
+
+    static func copy(_ from: String, to: String) throws(LabError) {
+        try write(try readBytes(from), to: to)
+    }
+
+    static func size(_ path: String) -> UInt64? {
+        var st = stat()
+        return stat(path, &st) == 0 ? UInt64(st.st_size) : nil
+    }
+
+    static func mtime(_ path: String) -> Int? {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_mtim.tv_sec) : nil
+    }
+}
+
+/// An exclusive advisory lock on a file (flock), released on `unlock()` or deinit.
+final class FileLock {
+    private var fd: Int32
+    let path: String
+
+    /// Blocks until the lock is held; calls `waiting` once if it has to wait.
+    init(_ path: String, waiting: () -> Void = {}) throws(LabError) {
+        self.path = path
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw LabError.posix("cannot open lock", path) }
+        // Poll rather than block, so Ctrl-C still ends a process that waits for another's build.
+        var announced = false
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR else {
+                let e = errno; close(fd); throw LabError.posix("cannot lock", path, errno: e)
+            }
+            if !announced { waiting(); announced = true }
+            do { try Signals.check() } catch { close(fd); fd = -1; throw error }
+            usleep(200_000)
+        }
+    }
+
+    func unlock() {
+        if fd >= 0 { flock(fd, LOCK_UN); close(fd); fd = -1 }
+    }
+
+    deinit { unlock() }
+}

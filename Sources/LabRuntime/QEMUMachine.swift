@@ -1,0 +1,173 @@
+import Foundation
+import LabCore
+
+/// How a boot ended.
+public enum MachineExit: Sendable, Equatable {
+    /// QEMU exited with status 0 and no crash on the console: the guest powered off.
+    case poweredOff
+    /// The console showed a panic or oops.
+    case crashed(CrashReport)
+    /// QEMU exited with an error before the guest could finish (bad argv, missing file, ...).
+    case qemuFailed(String)
+    /// The deadline passed.
+    case timedOut(seconds: Double)
+}
+
+/// One QEMU process and its guest console.
+///
+/// QEMU runs in its own process group under `setpriv --pdeathsig KILL`, so it dies with cmalab even on
+/// SIGKILL; its pid is in `qemu.pid` in the run directory. The console (ttyS0) arrives on QEMU's stdout
+/// and is written to `console.log` (bounded), echoed when asked, and watched for crashes.
+public final class QEMUMachine: @unchecked Sendable {
+    public let plan: QEMUPlan
+    public let run: RunDirectory
+    public private(set) var console = ConsoleWatcher()
+    public private(set) var exit: MachineExit?
+    public let started = Date()
+
+    /// Console bytes kept on disk at most; a guest that prints more is flooding and gets stopped.
+    public var consoleLimit = 64 << 20
+    /// Called with each complete console line (for `--quiet` off: echo to the terminal).
+    public var onConsoleLine: ((String) -> Void)?
+    /// An extra descriptor to poll (the agent socket) and what to do when it is readable.
+    public var agentFD: Int32 = -1
+    public var onAgentReadable: (() -> Void)?
+
+    private let process: ChildProcess
+    private let consoleLog: FileHandle
+    private var consoleBytesLogged = 0
+    private var consoleEOF = false
+    private var crashSeenAt: Date?
+    public private(set) var consoleFlooded = false
+
+    public init(plan: QEMUPlan, run: RunDirectory) throws(LabError) {
+        try plan.validateOrThrow()
+        self.plan = plan
+        self.run = run
+        guard ChildProcess.findExecutable(plan.binary) != nil else {
+            throw LabError(.missingTool, "\(plan.binary) is not installed", hint: ChildProcess.installHint(for: "qemu-system-x86_64"))
+        }
+        for f in [plan.kernel] + (plan.initrd.map { [$0] } ?? []) where !Files.exists(f) {
+            throw LabError(.imageNotFound, "\(f) does not exist", hint: "build the image first with `cmalab image build`")
+        }
+        let argv = plan.arguments()
+        try run.write("qemu.argv", argv.map(shellQuote).joined(separator: " ") + "\n")
+        FileManager.default.createFile(atPath: run.file("console.log"), contents: nil)
+        guard let log = FileHandle(forWritingAtPath: run.file("console.log")) else { throw LabError.posix("cannot open", run.file("console.log")) }
+        consoleLog = log
+        // setpriv: the kernel sends QEMU SIGKILL if cmalab dies, whatever the way.
+        var wrapped = argv
+        if ChildProcess.findExecutable("setpriv") != nil { wrapped = ["setpriv", "--pdeathsig", "KILL", "--"] + argv }
+        process = try ChildProcess(wrapped, stdout: .pipe, stderr: .file(run.file("qemu.stderr")))
+        try? run.write("qemu.pid", "\(process.pid)\n")
+    }
+
+    deinit {
+        process.terminate(grace: 0.5)
+        try? consoleLog.close()
+    }
+
+    public var pid: pid_t { process.pid }
+    public var isRunning: Bool { process.poll() == nil }
+    public var uptime: TimeInterval { Date().timeIntervalSince(started) }
+
+    /// Runs the event loop until `condition()` holds (returns true), the machine exits (false), or the
+    /// deadline passes (false, and `exit` stays nil). Throws on SIGINT/SIGTERM after stopping QEMU.
+    @discardableResult
+    public func runLoop(until deadline: Date, _ condition: () -> Bool = { false }) throws(LabError) -> Bool {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            if condition() { return true }
+            if exit != nil { return false }
+            if Signals.pending != 0 {
+                stop()
+                try Signals.check()
+            }
+            let now = Date()
+            if now >= deadline { return condition() }
+            // A crash ends the run: give the trace a moment to finish printing, then stop QEMU.
+            if let at = crashSeenAt, now.timeIntervalSince(at) > (console.crash?.kind == .panic ? 3 : 1.5) {
+                stop(); exit = .crashed(console.crash!); return false
+            }
+            var fds = [pollfd(fd: consoleEOF ? -1 : process.stdoutFD, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: agentFD, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: Signals.fd, events: Int16(POLLIN), revents: 0)]
+            let waitMs = Int32(max(1, min(50, deadline.timeIntervalSince(now) * 1000)))
+            _ = Glibc.poll(&fds, nfds_t(fds.count), waitMs)
+            if fds[0].revents != 0 { readConsole(&buf) }
+            if fds[1].revents != 0 { onAgentReadable?() }
+            if consoleFlooded {
+                stop()
+                exit = .qemuFailed("the guest flooded the console with more than \(consoleLimit >> 20) MiB; stopped it")
+                return false
+            }
+            if process.poll() != nil { finishAfterExit(&buf); return condition() }
+        }
+    }
+
+    /// Waits for the guest to end by itself.
+    public func waitForExit(timeout: TimeInterval) throws(LabError) -> MachineExit {
+        try runLoop(until: started.addingTimeInterval(timeout))
+        if let exit { return exit }
+        stop()
+        let e = MachineExit.timedOut(seconds: timeout)
+        exit = e
+        return e
+    }
+
+    /// Ends QEMU now (SIGTERM to its group, then SIGKILL), drains the console, records the exit.
+    public func stop() {
+        process.terminate(grace: 1.0)
+        var buf = [UInt8](repeating: 0, count: 65536)
+        drainConsole(&buf)
+    }
+
+    private func finishAfterExit(_ buf: inout [UInt8]) {
+        drainConsole(&buf)
+        guard exit == nil else { return }
+        let t = process.poll()!
+        if let crash = console.crash {
+            exit = .crashed(crash)
+        } else if t == .exited(0) {
+            exit = .poweredOff
+        } else {
+            let stderr = ((try? String(contentsOfFile: run.file("qemu.stderr"), encoding: .utf8)) ?? "")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let detail = stderr.isEmpty ? "\(t)" : "\(t): \(stderr.split(separator: "\n").suffix(3).joined(separator: " | "))"
+            exit = .qemuFailed("QEMU exited with \(detail)")
+        }
+    }
+
+    private func drainConsole(_ buf: inout [UInt8]) {
+        guard process.stdoutFD >= 0 else { return }
+        while !consoleEOF {
+            var fd = [pollfd(fd: process.stdoutFD, events: Int16(POLLIN), revents: 0)]
+            guard Glibc.poll(&fd, 1, 100) > 0 else { break }
+            readConsole(&buf)
+        }
+        if let last = console.finish() { onConsoleLine?(last) }
+    }
+
+    private func readConsole(_ buf: inout [UInt8]) {
+        let n = read(process.stdoutFD, &buf, buf.count)
+        if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) { consoleEOF = true; return }
+        guard n > 0 else { return }
+        let chunk = buf[0..<n]
+        if consoleBytesLogged < consoleLimit {
+            let keep = min(n, consoleLimit - consoleBytesLogged)
+            consoleLog.write(Data(chunk.prefix(keep)))
+            consoleBytesLogged += keep
+        } else {
+            consoleFlooded = true
+        }
+        let hadCrash = console.crash != nil
+        for line in console.feed(chunk) { onConsoleLine?(line) }
+        if !hadCrash, console.crash != nil { crashSeenAt = Date() }
+    }
+}
+
+extension QEMUPlan {
+    func validateOrThrow() throws(LabError) {
+        do { try validate() } catch { throw LabError(.input, error.description) }
+    }
+}
