@@ -142,9 +142,19 @@ public final class AgentClient: @unchecked Sendable {
 
     /// Turns "the thing we waited for did not come" into the most specific reason there is.
     private func failure(waitingFor what: String, ready: Bool, deadline: Date) -> LabError {
+        // The channel often closes a moment before QEMU exits on a panic: let the machine finish so the
+        // console decides (its crash grace period is 3 s at most).
+        if machine.exit == nil, machine.isRunning, closed {
+            _ = try? machine.runLoop(until: Date().addingTimeInterval(5))
+        }
         let tail = machine.console.tail.suffix(25).joined(separator: "\n")
         if let fatal = events.compactMap({ if case .fatal(let m) = $0 { return m } else { return nil } }).last {
             return LabError(.agent, "the agent failed: \(fatal)")
+        }
+        if let crash = machine.console.crash {
+            machine.stop()
+            let when = hello == nil ? " before the agent started" : ""
+            return LabError(.kernelCrash, "\(crash.summary)\(when)\n--- console tail ---\n\(tail)")
         }
         switch machine.exit {
         case .crashed(let crash)?:

@@ -8,10 +8,16 @@ import LabCore
 /// busybox-static with a link for every applet, plus the mount points the agent uses.
 public final class InitramfsStore: @unchecked Sendable {
     let paths: LabPaths
-    static let layoutVersion = "cmalab-initramfs-1"
+    static let layoutVersion = "cmalab-initramfs-2"
     public static let busyboxPath = "/bin/busybox"
 
     public init(paths: LabPaths) { self.paths = paths }
+
+    static let agentInit = """
+        #!/bin/busybox sh
+        /bin/busybox mount -t proc proc /proc
+        exec /sbin/cmalab-agent
+        """
 
     public enum Init: Sendable {
         /// The cmalab agent binary at this path.
@@ -53,7 +59,11 @@ public final class InitramfsStore: @unchecked Sendable {
             cpio.symlink(applet, target: "/bin/busybox")
         }
         switch initProgram {
-        case .agent(let path): cpio.file("init", contents: try Files.readBytes(path), mode: 0o755)
+        case .agent(let path):
+            // A static Swift binary finds its runtime through /proc/self/exe before main() runs, and at
+            // PID 1 /proc is not mounted yet: mount it, then exec the agent (it stays PID 1).
+            cpio.file("sbin/cmalab-agent", contents: try Files.readBytes(path), mode: 0o755)
+            cpio.file("init", contents: Array(Self.agentInit.utf8), mode: 0o755)
         case .script(let text): cpio.file("init", contents: Array(("#!/bin/sh\n" + text + "\n").utf8), mode: 0o755)
         }
         try Files.write(cpio.finish(), to: out)

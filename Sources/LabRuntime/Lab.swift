@@ -104,7 +104,9 @@ public final class Lab: @unchecked Sendable {
             } catch {
                 machine.stop()
                 run.closeSockets()
-                throw error
+                var e = error
+                e.message += "\nconsole log: \(run.file("console.log"))"
+                throw e
             }
             agent = client
         }

@@ -51,13 +51,7 @@ struct BootCommand: ParsableCommand {
                 }
             }
             printErr("cmalab: booting \(kernel.name) on \(machine.machine.rawValue), \(machine.memory), \(machine.cpus) CPU(s): \(request.commandLine)")
-            let session: BootSession
-            do {
-                session = try lab.boot(kernel, request, bootTimeout: machine.timeout)
-            } catch let e as LabError where e.code == .kernelCrash || e.code == .timeout {
-                printErr("cmalab: run directory: \(lab.paths.runs)")
-                throw e
-            }
+            let session = try lab.boot(kernel, request, bootTimeout: machine.timeout)
             var status: Int32 = 0
             if let exec {
                 status = try runExec(session, exec)
@@ -110,7 +104,7 @@ struct BootCommand: ParsableCommand {
         for a in areas {
             var s = "cma area \(a.name):"
             if let pfn = a.basePFN { s += String(format: " base 0x%llx", pfn * 4096) }
-            if let c = a.count { s += " count \(c) pages (\(c * 4096 >> 20) MiB)" }
+            if let c = a.count { s += " count \(c) pages (\((c * 4096) >> 20) MiB)" }
             if let u = a.used { s += " used \(u)" }
             if let m = a.maxchunk { s += " maxchunk \(m)" }
             if let o = a.orderPerBit { s += " order_per_bit \(o)" }

@@ -31,7 +31,7 @@ import Testing
         ("name: x\n", "/i/x.yaml:1:1: needs one of: build, prebuilt"),
         ("name: x\nbuild: {debian-source: a}\nprebuilt: {kernel: k, config: c}\n", "/i/x.yaml:1:1: give only one of build, prebuilt"),
         ("name: x y\nbuild: {debian-source: a}\n", "/i/x.yaml:1:7: at `name`: image names use letters, digits, `.`, `_` and `-` only, found `x y`"),
-        ("name: x\nbuild: {debian-source: a, base: menuconfig}\n", "/i/x.yaml:2:34: at `build.base`: `menuconfig` is not a base config cmalab knows; use one of: tinyconfig, allnoconfig, defconfig, x86_64_defconfig, kvm_guest.config"),
+        ("name: x\nbuild: {debian-source: a, base: menuconfig}\n", "/i/x.yaml:2:33: at `build.base`: `menuconfig` is not a base config cmalab knows; use one of: tinyconfig, allnoconfig, defconfig, x86_64_defconfig, kvm_guest.config"),
         ("name: x\nprebuilt: {kernel: k}\n", "/i/x.yaml:2:11: at `prebuilt`: missing required key `config`: the .config the bzImage was built with; cmalab reads it before booting"),
         ("name: [x\n", "/i/x.yaml:2:1: YAML syntax: while parsing a flow sequence did not find expected ',' or ']'"),
         ("", "/i/x.yaml:1: the file is empty"),

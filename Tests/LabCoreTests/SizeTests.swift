@@ -2,10 +2,12 @@ import Testing
 @testable import LabCore
 
 @Suite struct SizeTests {
-    @Test(arguments: [
-        ("4G", UInt64(4) << 30), ("512M", 512 << 20), ("1024k", 1 << 20), ("0x40000000", 1 << 30),
+    static let userSizes: [(String, UInt64)] = [
+        ("4G", 4 << 30), ("512M", 512 << 20), ("1024k", 1 << 20), ("0x40000000", 1 << 30),
         ("123", 123), ("2GiB", 2 << 30), ("64MB", 64 << 20), ("1T", 1 << 40), (" 8G ", 8 << 30),
-    ])
+    ]
+
+    @Test(arguments: userSizes)
     func parsesUserSizes(input: String, bytes: UInt64) throws {
         #expect(try ByteSize.parse(input).bytes == bytes)
     }

@@ -1,0 +1,49 @@
+import Foundation
+import LabCore
+import LabProtocol
+@testable import LabRuntime
+
+/// Shared set-up for tests that boot real kernels in real QEMU (TCG). Images come from the cache that
+/// `make test-images` fills; a missing one is built here (slow, but correct).
+enum IT {
+    static let lab = Lab(progress: Progress(quiet: true))
+
+    static func kernel(_ image: String) throws -> BuiltKernel { try lab.kernel(image: image) }
+
+    static func request(_ memory: ByteSize = .gib(4), _ cmdline: KernelCommandLine, name: String) -> BootRequest {
+        var r = BootRequest(machine: MachineSpec(memory: memory), commandLine: cmdline, runName: "it-\(name)")
+        r.accel = .tcg
+        return r
+    }
+
+    static func console(_ session: BootSession) throws -> String {
+        try String(contentsOfFile: session.run.file("console.log"), encoding: .utf8)
+    }
+
+    /// The built CLI (debug build made by `swift build --build-tests`).
+    static var cli: String { lab.paths.home + "/.build/debug/cmalab" }
+
+    struct CLIResult { var status: Int32; var stdout: String; var stderr: String; var seconds: Double }
+
+    /// Runs the cmalab binary and collects its output.
+    static func runCLI(_ args: [String]) throws -> CLIResult {
+        let dir = NSTemporaryDirectory() + "cmalab-it-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let started = Date()
+        let p = try ChildProcess([cli] + args, stdout: .file(dir + "/out"), stderr: .file(dir + "/err"))
+        let t = p.wait()
+        let status: Int32
+        switch t { case .exited(let c): status = c; case .signaled(let s): status = 128 + s }
+        return CLIResult(status: status,
+                         stdout: (try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? "",
+                         stderr: (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? "",
+                         seconds: Date().timeIntervalSince(started))
+    }
+
+    /// QEMU processes still running (there must be none after a test).
+    static func qemuProcesses() -> [String] {
+        let out = (try? runCapturing(["sh", "-c", "pgrep -a -f '^(setpriv .*)?qemu-system-x86_64' || true"])) ?? ""
+        return out.split(separator: "\n").map(String.init)
+    }
+}
