@@ -1,0 +1,187 @@
+/// What a frame carries.
+public enum FrameKind: UInt8, Sendable {
+    case request = 1
+    case response = 2
+    case event = 3
+}
+
+/// One unit on the wire.
+///
+/// Layout (integers little-endian), a 20-byte header followed by the payload:
+///
+///     0  magic     "CMAL"
+///     4  version   UInt8 = 1
+///     5  kind      UInt8 (FrameKind)
+///     6  reserved  UInt16 = 0
+///     8  id        UInt32 (request id; responses echo it; events use 0)
+///    12  length    UInt32 (payload byte count)
+///    16  checksum  UInt32 = CRC-32 over header bytes 0..<16, then the payload
+public struct Frame: Equatable, Sendable {
+    public static let magic: [UInt8] = Array("CMAL".utf8)
+    public static let version: UInt8 = 1
+    public static let headerSize = 20
+
+    public var kind: FrameKind
+    public var id: UInt32
+    public var payload: [UInt8]
+
+    public init(kind: FrameKind, id: UInt32, payload: [UInt8]) {
+        self.kind = kind
+        self.id = id
+        self.payload = payload
+    }
+
+    public func encoded() -> [UInt8] {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(Self.headerSize + payload.count)
+        bytes += Self.magic
+        bytes.append(Self.version)
+        bytes.append(kind.rawValue)
+        bytes += [0, 0]
+        appendLittleEndian(id, to: &bytes)
+        appendLittleEndian(UInt32(payload.count), to: &bytes)
+        var crc = CRC32()
+        crc.update(bytes)
+        crc.update(payload)
+        appendLittleEndian(crc.value, to: &bytes)
+        bytes += payload
+        return bytes
+    }
+}
+
+/// Counters for everything a `FrameDecoder` threw away.
+public struct DecoderStats: Equatable, Sendable {
+    /// Bytes discarded because they were not part of a valid frame
+    /// (garbage between frames and the bytes of rejected frames).
+    public var skippedBytes: UInt64 = 0
+    /// Complete frames whose CRC-32 did not match.
+    public var badChecksums: UInt64 = 0
+    /// Headers that claimed a payload larger than `maxPayload`.
+    public var oversizeFrames: UInt64 = 0
+    /// Headers with a version other than `Frame.version`.
+    public var badVersions: UInt64 = 0
+    /// Headers with a kind that is not a `FrameKind`.
+    public var badKinds: UInt64 = 0
+
+    public init() {}
+}
+
+/// Incremental, self-synchronising frame parser.
+///
+/// Feed it arbitrary chunks of a byte stream and pull complete, checksum-verified
+/// frames out with `next()`. Anything that does not parse is skipped by scanning
+/// for the next magic, so a stream recovers from garbage and corruption. A rejected
+/// header never makes the decoder wait for its payload: scanning resumes right after
+/// its magic. Memory stays bounded: after `next()` has returned nil, the buffer holds
+/// less than one header plus `maxPayload` bytes; a `feed` adds at most its own chunk.
+public struct FrameDecoder: Sendable {
+    public let maxPayload: Int
+    public private(set) var stats = DecoderStats()
+
+    /// Unconsumed bytes are `buffer[start...]`; the prefix is compacted away on feed.
+    private var buffer: [UInt8] = []
+    private var start = 0
+
+    public init(maxPayload: Int = 16 << 20) {
+        precondition(maxPayload >= 0, "maxPayload must not be negative")
+        self.maxPayload = maxPayload
+    }
+
+    /// Bytes currently held and not yet consumed.
+    public var bufferedByteCount: Int { buffer.count - start }
+
+    public mutating func feed(_ bytes: some Collection<UInt8>) {
+        if start > 0 {
+            buffer.removeSubrange(0..<start)
+            start = 0
+        }
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// The next valid frame, or nil when more bytes are needed.
+    public mutating func next() -> Frame? {
+        let header = Frame.headerSize
+        while true {
+            guard syncToMagic() else { return nil }
+            guard buffer.count - start >= header else { return nil }
+
+            let version = buffer[start + 4]
+            let kindByte = buffer[start + 5]
+            let length = Int(readUInt32(at: start + 12))
+            if version != Frame.version {
+                stats.badVersions += 1
+                skip(Frame.magic.count)
+                continue
+            }
+            guard let kind = FrameKind(rawValue: kindByte) else {
+                stats.badKinds += 1
+                skip(Frame.magic.count)
+                continue
+            }
+            if length > maxPayload {
+                stats.oversizeFrames += 1
+                skip(Frame.magic.count)
+                continue
+            }
+            guard buffer.count - start >= header + length else { return nil }
+
+            let payloadRange = (start + header)..<(start + header + length)
+            var crc = CRC32()
+            crc.update(buffer[start..<(start + 16)])
+            crc.update(buffer[payloadRange])
+            if crc.value != readUInt32(at: start + 16) {
+                stats.badChecksums += 1
+                skip(Frame.magic.count)
+                continue
+            }
+            let frame = Frame(kind: kind, id: readUInt32(at: start + 8), payload: Array(buffer[payloadRange]))
+            start += header + length
+            if start == buffer.count {
+                buffer.removeAll(keepingCapacity: buffer.capacity <= header + maxPayload)
+                start = 0
+            }
+            return frame
+        }
+    }
+
+    /// Advances `start` to the next occurrence of the magic. Returns false when none is
+    /// buffered, after discarding everything except a possible partial magic at the end.
+    private mutating func syncToMagic() -> Bool {
+        let magic = Frame.magic
+        var index = start
+        let end = buffer.count
+        while index < end {
+            if buffer[index] == magic[0] {
+                var matched = 1
+                while matched < magic.count, index + matched < end, buffer[index + matched] == magic[matched] {
+                    matched += 1
+                }
+                // A full match, or a partial one cut off by the end of the buffer.
+                if matched == magic.count || index + matched == end {
+                    skip(index - start)
+                    return matched == magic.count
+                }
+            }
+            index += 1
+        }
+        skip(end - start)
+        return false
+    }
+
+    private mutating func skip(_ count: Int) {
+        start += count
+        stats.skippedBytes += UInt64(count)
+    }
+
+    private func readUInt32(at offset: Int) -> UInt32 {
+        UInt32(buffer[offset])
+            | UInt32(buffer[offset + 1]) << 8
+            | UInt32(buffer[offset + 2]) << 16
+            | UInt32(buffer[offset + 3]) << 24
+    }
+}
+
+func appendLittleEndian<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
+    var v = value.littleEndian
+    withUnsafeBytes(of: &v) { bytes.append(contentsOf: $0) }
+}
