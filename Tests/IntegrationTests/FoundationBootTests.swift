@@ -5,7 +5,8 @@ import LabProtocol
 @testable import LabRuntime
 
 /// The lab foundation on real kernels: build, boot, console capture, crash detection.
-@Suite(.serialized) struct FoundationBootTests {
+extension Integration {
+@Suite struct FoundationBootTests {
     @Test func seedBootReservesOneGiBAndPowersOff() throws {
         let k = try IT.kernel("cma-6.12")
         let s = try IT.lab.boot(k, IT.request(.gib(4), "cma=1G@1-2G", name: "seed"), bootTimeout: 120)
@@ -83,4 +84,5 @@ import LabProtocol
         #expect(Date().timeIntervalSince(started) < 1)   // cached per host and QEMU version
         #expect(IT.qemuProcesses().isEmpty)
     }
+}
 }

@@ -1,7 +1,12 @@
 import Foundation
+import Testing
 import LabCore
 import LabProtocol
 @testable import LabRuntime
+
+/// Every suite that boots a guest lives in here: one guest at a time, so "no QEMU left behind" checks
+/// see only their own.
+@Suite(.serialized) enum Integration {}
 
 /// Shared set-up for tests that boot real kernels in real QEMU (TCG). Images come from the cache that
 /// `make test-images` fills; a missing one is built here (slow, but correct).
