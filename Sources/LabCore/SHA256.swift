@@ -20,10 +20,25 @@ public struct SHA256: Sendable {
     public init() {}
 
     public mutating func update(_ bytes: some Sequence<UInt8>) {
-        for b in bytes {
-            buffer.append(b)
-            length &+= 1
-            if buffer.count == 64 { compress(buffer); buffer.removeAll(keepingCapacity: true) }
+        let array = bytes as? [UInt8] ?? Array(bytes)
+        array.withUnsafeBufferPointer { input in
+            var i = 0
+            length &+= UInt64(input.count)
+            // Top up a partial block first, then compress whole blocks straight from the input.
+            if !buffer.isEmpty {
+                let take = min(64 - buffer.count, input.count)
+                buffer.append(contentsOf: input[0..<take])
+                i = take
+                if buffer.count == 64 {
+                    buffer.withUnsafeBufferPointer { compress($0) }
+                    buffer.removeAll(keepingCapacity: true)
+                }
+            }
+            while input.count - i >= 64 {
+                compress(UnsafeBufferPointer(rebasing: input[i..<i + 64]))
+                i += 64
+            }
+            if i < input.count { buffer.append(contentsOf: input[i...]) }
         }
     }
 
@@ -31,10 +46,13 @@ public struct SHA256: Sendable {
 
     public consuming func finalize() -> [UInt8] {
         let bitLength = length &* 8
-        update([0x80])
-        while buffer.count != 56 { update([0]) }
-        for i in (0..<8).reversed() { buffer.append(UInt8(truncatingIfNeeded: bitLength >> (UInt64(i) * 8))) }
-        compress(buffer)
+        var tail = buffer + [0x80]
+        while tail.count % 64 != 56 { tail.append(0) }
+        for i in (0..<8).reversed() { tail.append(UInt8(truncatingIfNeeded: bitLength >> (UInt64(i) * 8))) }
+        tail.withUnsafeBufferPointer { t in
+            var i = 0
+            while i < t.count { compress(UnsafeBufferPointer(rebasing: t[i..<i + 64])); i += 64 }
+        }
         var out: [UInt8] = []
         for word in state { for s in [24, 16, 8, 0] { out.append(UInt8(truncatingIfNeeded: word >> UInt32(s))) } }
         return out
@@ -46,7 +64,7 @@ public struct SHA256: Sendable {
 
     public static func hex(_ string: String) -> String { hex(Array(string.utf8)) }
 
-    private mutating func compress(_ block: [UInt8]) {
+    private mutating func compress(_ block: UnsafeBufferPointer<UInt8>) {
         var w = [UInt32](repeating: 0, count: 64)
         for i in 0..<16 {
             w[i] = UInt32(block[i * 4]) << 24 | UInt32(block[i * 4 + 1]) << 16 | UInt32(block[i * 4 + 2]) << 8 | UInt32(block[i * 4 + 3])

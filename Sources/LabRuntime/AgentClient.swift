@@ -11,6 +11,8 @@ public final class AgentClient: @unchecked Sendable {
     public let machine: QEMUMachine
     public let socketPath: String
     public private(set) var hello: AgentHello?
+    /// When the ready event arrived.
+    public private(set) var readyAt: Date?
     public private(set) var closed = false
     /// Events other than `ready` (agent log lines, fatal reasons), oldest first, at most 1000.
     public private(set) var events: [AgentEvent] = []
@@ -134,7 +136,12 @@ public final class AgentClient: @unchecked Sendable {
             }
         case .event:
             guard let e = try? AgentEvent.decode(frame.payload) else { return }
-            if case .ready(let h) = e { hello = h } else if events.count < 1000 { events.append(e) }
+            if case .ready(let h) = e {
+                if hello == nil { readyAt = Date() }
+                hello = h
+            } else if events.count < 1000 {
+                events.append(e)
+            }
         case .request:
             break
         }

@@ -4,6 +4,12 @@ import Foundation
 /// everything it started with one signal. Nothing here outlives its owner: `terminate()` sends SIGTERM
 /// to the group, waits, then SIGKILLs; `deinit` does the same for a child still running.
 public final class ChildProcess: @unchecked Sendable {
+    public enum Input: Sendable {
+        case null
+        case inherit
+        case file(String)
+    }
+
     public enum Output: Sendable {
         case inherit
         case null
@@ -34,7 +40,7 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Starts `argv` (argv[0] is looked up in PATH when it has no slash).
     public init(_ argv: [String], environment: [String: String]? = nil, workingDirectory: String? = nil,
-                stdout: Output = .inherit, stderr: Output = .inherit, stdinNull: Bool = true) throws(LabError) {
+                stdin: Input = .null, stdout: Output = .inherit, stderr: Output = .inherit) throws(LabError) {
         precondition(!argv.isEmpty)
         self.argv = argv
         // `env -C DIR` changes directory in the child (glibc's addchdir_np is not visible to Swift).
@@ -69,7 +75,11 @@ public final class ChildProcess: @unchecked Sendable {
                 return p[0]
             }
         }
-        if stdinNull { posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0) }
+        switch stdin {
+        case .null: posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        case .file(let path): posix_spawn_file_actions_addopen(&actions, 0, path, O_RDONLY, 0)
+        case .inherit: break
+        }
         let outFD = try setup(stdout, fd: 1)
         let errFD = try setup(stderr, fd: 2)
 

@@ -33,13 +33,13 @@ public final class InitramfsStore: @unchecked Sendable {
             throw LabError(.missingTool, "\(busybox) is missing", hint: "install it with `apt-get install busybox-static` (or run `make setup`)")
         }
         var h = SHA256()
-        h.update(Self.layoutVersion + "\n" + Self.fileIdentity(busybox) + "\n")
+        h.update(Self.layoutVersion + "\nbusybox:" + (try contentHash(busybox)) + "\n")
         switch initProgram {
         case .agent(let path):
             guard Files.exists(path) else {
                 throw LabError(.missingTool, "the guest agent \(path) is not built", hint: "run `make agent` (or set CMALAB_AGENT to a static cmalab-agent)")
             }
-            h.update("agent:" + Self.fileIdentity(path))
+            h.update("agent:" + (try contentHash(path)))
         case .script(let text):
             h.update("script:" + text)
         }
@@ -70,7 +70,19 @@ public final class InitramfsStore: @unchecked Sendable {
         return out
     }
 
-    /// Path, size and modification time: enough to notice a rebuilt agent without hashing megabytes.
+    /// The SHA-256 of a file's contents, remembered per (path, size, mtime, inode) so an unchanged
+    /// agent or busybox is not read and hashed again on every boot.
+    func contentHash(_ path: String) throws(LabError) -> String {
+        let dir = paths.cache + "/initramfs/hashes"
+        let memo = dir + "/" + SHA256.hex(Self.fileIdentity(path))
+        if let known = try? String(contentsOfFile: memo, encoding: .utf8), known.count == 64 { return known }
+        let digest = SHA256.hex(try Files.readBytes(path))
+        try Files.mkdirs(dir)
+        try Files.write(digest, to: memo)
+        return digest
+    }
+
+    /// Path, size, modification time and inode: what says "this file has not changed".
     static func fileIdentity(_ path: String) -> String {
         var st = stat()
         guard stat(path, &st) == 0 else { return path }

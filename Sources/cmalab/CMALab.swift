@@ -12,7 +12,7 @@ struct CMALab: ParsableCommand {
         Exit codes: 0 success, 1 a check failed, 2 bad input, 3 kernel crash, 4 timeout, 5 lab error \
         (QEMU, build, agent), 130 interrupted.
         """,
-        subcommands: [ImageCommand.self, BootCommand.self, ShellCommand.self]
+        subcommands: [ImageCommand.self, BootCommand.self, ShellCommand.self, BenchCommand.self]
     )
 }
 

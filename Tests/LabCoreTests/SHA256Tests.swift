@@ -17,3 +17,14 @@ import Testing
         #expect(h.finalize().hexString == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 }
+
+extension SHA256Tests {
+    @Test(arguments: [1, 3, 63, 64, 65, 1000])
+    func chunkedUpdatesMatchOneShot(chunk: Int) {
+        let data = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        var h = SHA256()
+        var i = 0
+        while i < data.count { h.update(data[i..<min(i + chunk, data.count)]); i += chunk }
+        #expect(h.finalize().hexString == SHA256.hex(data))
+    }
+}

@@ -41,3 +41,16 @@ import Testing
         #expect(try runCapturing(["pwd"], workingDirectory: "/tmp") == "/tmp\n")
     }
 }
+
+@Suite struct FileLockTests {
+    @Test func excludesOtherProcessesUntilReleased() throws {
+        let path = NSTemporaryDirectory() + "cmalab-lock-\(getpid())"
+        defer { unlink(path) }
+        let lock = try FileLock(path)
+        // util-linux flock(1) in another process cannot take it while we hold it...
+        #expect(throws: LabError.self) { try runCapturing(["flock", "-n", path, "true"]) }
+        lock.unlock()
+        // ...and can once we let go.
+        #expect(try runCapturing(["flock", "-n", path, "echo", "got it"]) == "got it\n")
+    }
+}

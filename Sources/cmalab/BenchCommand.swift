@@ -1,0 +1,56 @@
+import ArgumentParser
+import Foundation
+import LabCore
+import LabProtocol
+import LabRuntime
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Boot the same guest several times and print timing figures (medians).",
+        discussion: "Prints QEMU start to agent ready, and QEMU start to power off, over --runs boots."
+    )
+
+    @OptionGroup var kernelOptions: KernelOptions
+    @OptionGroup var machine: MachineOptions
+
+    @Option(name: .long, help: "Number of boots.")
+    var runs: Int = 5
+
+    func validate() throws {
+        guard (1...100).contains(runs) else { throw ValidationError("--runs must be between 1 and 100") }
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            let lab = Lab(progress: Progress(quiet: false))
+            let kernel = try lab.kernel(image: kernelOptions.image, kernelPath: kernelOptions.kernel, configPath: kernelOptions.config)
+            let initrd = try lab.initramfs.ensure(.agent(lab.paths.agentBinary))
+            var ready: [Double] = []
+            var total: [Double] = []
+            for i in 1...runs {
+                let session = try lab.boot(kernel, machine.request(name: "bench-\(i)"), bootTimeout: machine.timeout)
+                let readyAt = session.agent?.readyAt.map { $0.timeIntervalSince(session.machine.started) } ?? .nan
+                let exit = try session.finish(timeout: machine.timeout)
+                guard exit == .poweredOff else { throw LabError(.qemu, "boot \(i) ended with \(exit)") }
+                ready.append(readyAt)
+                total.append(session.machine.uptime)
+                printErr(String(format: "run %d: agent ready %.3f s, powered off %.3f s", i, readyAt, session.machine.uptime))
+            }
+            let agentSize = (try? FileManager.default.attributesOfItem(atPath: lab.paths.agentBinary)[.size] as? Int) ?? 0
+            let initrdSize = (try? FileManager.default.attributesOfItem(atPath: initrd)[.size] as? Int) ?? 0
+            print("image            \(kernel.name) (\(machine.machine.rawValue), \(machine.memory), \(machine.cpus) CPU, \(machine.append.isEmpty ? "no cmdline" : machine.append))")
+            print("runs             \(runs)")
+            print(Self.line("agent ready", ready))
+            print(Self.line("power off", total))
+            print("agent binary     \(agentSize) bytes")
+            print("initramfs        \(initrdSize) bytes (uncompressed newc cpio)")
+        }
+    }
+
+    static func line(_ name: String, _ xs: [Double]) -> String {
+        let s = xs.sorted()
+        let median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        return String(format: "%@ median %.3f s (min %.3f, max %.3f)", name.padding(toLength: 16, withPad: " ", startingAt: 0), median, s.first!, s.last!)
+    }
+}
