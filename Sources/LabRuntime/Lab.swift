@@ -33,6 +33,12 @@ public final class BootSession: @unchecked Sendable {
         self.kernel = kernel; self.plan = plan; self.machine = machine; self.agent = agent; self.run = run; self.accelNotice = accelNotice
     }
 
+    /// Waits until the agent says it is ready (no-op for script inits).
+    public func waitForAgent(timeout: TimeInterval) throws(LabError) {
+        guard let agent, agent.hello == nil else { return }
+        _ = try agent.waitReady(deadline: machine.started.addingTimeInterval(timeout))
+    }
+
     /// Ends the boot: powers off through the agent when it is up, else waits for the guest, and always
     /// leaves no QEMU behind.
     public func finish(timeout: TimeInterval) throws(LabError) -> MachineExit {
@@ -73,8 +79,24 @@ public final class Lab: @unchecked Sendable {
         return try kernels.ensure(def)
     }
 
-    /// Starts QEMU for `kernel` and, with the agent, connects and waits until it is ready.
+    /// Starts QEMU for `kernel` and, with the agent, connects and waits until it is ready. On failure the
+    /// machine is stopped and the error names the console log.
     public func boot(_ kernel: BuiltKernel, _ request: BootRequest, bootTimeout: TimeInterval) throws(LabError) -> BootSession {
+        let session = try start(kernel, request)
+        do {
+            try session.waitForAgent(timeout: bootTimeout)
+        } catch {
+            session.machine.stop()
+            session.run.closeSockets()
+            var e = error
+            e.message += "\nconsole log: \(session.run.file("console.log"))"
+            throw e
+        }
+        return session
+    }
+
+    /// Starts QEMU; the agent client (if any) is created but not yet connected.
+    public func start(_ kernel: BuiltKernel, _ request: BootRequest) throws(LabError) -> BootSession {
         let config = kernel.configPath.isEmpty ? nil : try? kernel.config()
         let initrd: String
         if let script = request.initScript {
@@ -89,27 +111,13 @@ public final class Lab: @unchecked Sendable {
         var plan = QEMUPlan(machine: request.machine, kernel: kernel.kernel, initrd: initrd,
                             commandLine: kernel.commandLine.appending(request.commandLine))
         plan.accelerator = accel
-        plan.pidFile = nil
         if request.initScript == nil {
             plan.agentSocket = run.socket("agent.sock")
             plan.agentTransport = request.transport ?? Self.transport(for: config)
         }
         let machine = try QEMUMachine(plan: plan, run: run)
         machine.onConsoleLine = request.onConsoleLine
-        var agent: AgentClient?
-        if let socket = plan.agentSocket {
-            let client = AgentClient(machine: machine, socketPath: socket)
-            do {
-                _ = try client.waitReady(deadline: machine.started.addingTimeInterval(bootTimeout))
-            } catch {
-                machine.stop()
-                run.closeSockets()
-                var e = error
-                e.message += "\nconsole log: \(run.file("console.log"))"
-                throw e
-            }
-            agent = client
-        }
+        let agent = plan.agentSocket.map { AgentClient(machine: machine, socketPath: $0) }
         return BootSession(kernel: kernel, plan: plan, machine: machine, agent: agent, run: run, accelNotice: notice)
     }
 

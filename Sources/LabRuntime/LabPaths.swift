@@ -52,7 +52,10 @@ public struct LabPaths: Sendable {
 }
 
 /// File helpers with errors that name the path.
-enum Files {
+public enum Files {
+    /// Writes a user-named output file (reports).
+    public static func writePublic(_ bytes: [UInt8], to path: String) throws(LabError) { try write(bytes, to: path) }
+
     static func read(_ path: String) throws(LabError) -> String {
         do { return try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw LabError(.io, "cannot read \(path)", underlying: (error as NSError).localizedFailureReason.map { LabError(.io, $0) })

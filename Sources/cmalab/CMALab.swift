@@ -5,6 +5,7 @@ import LabRuntime
 
 @main
 struct CMALab: ParsableCommand {
+    static let version = "0.1.0"
     static let configuration = CommandConfiguration(
         commandName: "cmalab",
         abstract: "Boot Linux kernels in QEMU and check what the Contiguous Memory Allocator does with them.",
@@ -12,7 +13,8 @@ struct CMALab: ParsableCommand {
         Exit codes: 0 success, 1 a check failed, 2 bad input, 3 kernel crash, 4 timeout, 5 lab error \
         (QEMU, build, agent), 130 interrupted.
         """,
-        subcommands: [ImageCommand.self, BootCommand.self, ShellCommand.self, BenchCommand.self]
+        version: version,
+        subcommands: [RunCommand.self, ValidateCommand.self, ImageCommand.self, BootCommand.self, ShellCommand.self, BenchCommand.self]
     )
 }
 

@@ -1,0 +1,168 @@
+/// Checking a profile's expectations against observations. Pure: every result carries the expected
+/// and the observed value, so a failure explains itself.
+public enum Evaluate {
+    /// The reservation outcome the observations show.
+    public static func outcome(_ o: Observations) -> Outcome? {
+        if o.ending == "kernel-crash" { return .kernelCrash }
+        if o.configCMA == false { return .notSupported }
+        if let boot = o.meminfo.first, boot.cmaTotalKiB == nil { return .notSupported }
+        if !o.boot.reserved.isEmpty || (o.meminfo.first?.cmaTotalKiB ?? 0) > 0 { return .reserved }
+        if !o.boot.failedMiB.isEmpty || !o.boot.failureReasons.isEmpty { return .failed }
+        if o.ending == "powered-off" || !o.meminfo.isEmpty { return Outcome.none }
+        return nil
+    }
+
+    /// The area the size/base expectations talk about: `reserved` (the global area), else the only one.
+    static func mainArea(_ o: Observations) -> (base: UInt64, size: UInt64, source: String)? {
+        let areas = o.areas.filter { ($0.count ?? 0) > 0 }
+        if let a = areas.first(where: { $0.name == "reserved" }) ?? (areas.count == 1 ? areas.first : nil),
+           let pfn = a.basePFN, let count = a.count {
+            return (pfn * 4096, count * 4096, "debugfs \(a.name)")
+        }
+        if let r = o.boot.reserved.first, o.boot.reserved.count == 1 || o.areas.isEmpty {
+            return (r.base, r.sizeMiB << 20, "boot log")
+        }
+        return nil
+    }
+
+    public static func checks(_ p: Profile, _ o: Observations, log: [String]) -> [CheckResult] {
+        var out: [CheckResult] = []
+        let e = p.expect
+        func add(_ name: String, _ expected: String, _ observed: String, _ ok: Bool) {
+            out.append(CheckResult(name: name, expected: expected, observed: observed, passed: ok))
+        }
+        let observed = outcome(o)
+        if let want = e.outcome {
+            add("outcome", want.rawValue, observed?.rawValue ?? "unknown (\(o.ending))", observed == want)
+        }
+        if let text = e.crashContains {
+            let seen = [o.crash?.headline, o.crash?.panicLine].compactMap { $0 }
+            add("crash", "panic or oops containing `\(text)`", o.crash?.summary ?? "no crash", seen.contains { $0.contains(text) })
+        }
+        let areaNames = o.areas.isEmpty ? o.boot.reserved.map { _ in "reserved" } : o.areas.map(\.name)
+        if let n = e.areaCount {
+            add("areas", "\(n)", "\(areaNames.count)\(areaNames.isEmpty ? "" : " (\(areaNames.joined(separator: ", ")))")", areaNames.count == n)
+        }
+        if let names = e.areaNames {
+            add("area-names", names.sorted().joined(separator: ", "), areaNames.sorted().joined(separator: ", "), names.sorted() == areaNames.sorted())
+        }
+        let area = mainArea(o)
+        if let size = e.size {
+            add("size", size.description, area.map { "\(ByteSize(bytes: $0.size)) (\($0.source))" } ?? "no area", area.map { size.accepts($0.size) } ?? false)
+        }
+        if e.baseExact != nil || e.baseMin != nil || e.baseMax != nil {
+            var want: [String] = []
+            if let x = e.baseExact { want.append(hex(x)) }
+            if let lo = e.baseMin { want.append(">= \(hex(lo))") }
+            if let hi = e.baseMax { want.append("<= \(hex(hi))") }
+            let ok = area.map { a in
+                (e.baseExact.map { a.base == $0 } ?? true) && (e.baseMin.map { a.base >= $0 } ?? true) && (e.baseMax.map { a.base <= $0 } ?? true)
+            } ?? false
+            add("base", want.joined(separator: " and "), area.map { hex($0.base) } ?? "no area", ok)
+        }
+        if let w = e.within {
+            let ok = area.map { $0.base >= w.lo && $0.base + $0.size <= w.hi } ?? false
+            add("within", "[\(hex(w.lo)), \(hex(w.hi)))", area.map { "[\(hex($0.base)), \(hex($0.base + $0.size)))" } ?? "no area", ok)
+        }
+        let boot = o.meminfo.first
+        if let t = e.cmaTotal {
+            let v = boot?.cmaTotalKiB.map { $0 * 1024 }
+            add("cma-total", t.description, v.map { kib($0) } ?? "no CmaTotal", v.map { t.accepts($0) } ?? false)
+        }
+        if let f = e.cmaFree {
+            let v = boot?.cmaFreeKiB.map { $0 * 1024 }
+            add("cma-free", f.description, v.map { kib($0) } ?? "no CmaFree", v.map { f.accepts($0) } ?? false)
+        }
+        if let r = e.memoryCmaReserved {
+            let v = o.boot.memoryCmaReservedKiB.map { $0 * 1024 }
+            add("memory-cma-reserved", r.description, v.map { kib($0) } ?? "no Memory: line", v.map { r.accepts($0) } ?? false)
+        }
+        let text = log.map(KernelLog.stripTimestamp)
+        for s in e.dmesgContains {
+            let hit = text.first { $0.contains(s) }
+            add("dmesg.contains", s, hit ?? "not found", hit != nil)
+        }
+        for s in e.dmesgAbsent {
+            let hit = text.first { $0.contains(s) }
+            add("dmesg.absent", "no line containing `\(s)`", hit ?? "absent", hit == nil)
+        }
+        for pattern in e.dmesgMatches {
+            let hit = (try? Regex(pattern)).flatMap { r in text.first { $0.firstMatch(of: r) != nil } }
+            add("dmesg.matches", pattern, hit ?? "no match", hit != nil)
+        }
+        for pattern in e.dmesgNotMatches {
+            let hit = (try? Regex(pattern)).flatMap { r in text.first { $0.firstMatch(of: r) != nil } }
+            add("dmesg.not-matches", "no line matching `\(pattern)`", hit ?? "no match", hit == nil)
+        }
+        out += stepChecks(p, o)
+        return out
+    }
+
+    static func stepChecks(_ p: Profile, _ o: Observations) -> [CheckResult] {
+        var out: [CheckResult] = []
+        let cmaTotal = (o.meminfo.first?.cmaTotalKiB ?? 0) * 1024
+        let bootFree = o.meminfo.first?.cmaFreeKiB.map { $0 * 1024 }
+        for (i, step) in p.steps.enumerated() {
+            let name = "steps[\(i)].\(step.kind)"
+            guard let r = o.steps.first(where: { $0.index == i }) else {
+                out.append(CheckResult(name: name, expected: "run", observed: "not run (\(o.ending))", passed: false))
+                continue
+            }
+            switch step {
+            case .alloc(_, let pages, let expectSuccess, let tol):
+                let result = r.status == 0 ? "success" : "failure (\(errnoName(r.status)))"
+                out.append(CheckResult(name: name, expected: expectSuccess ? "success" : "failure", observed: result, passed: (r.status == 0) == expectSuccess))
+                let usedDelta = Int64(r.areaAfter?.used ?? 0) - Int64(r.areaBefore?.used ?? 0)
+                let wantUsed = expectSuccess ? Int64(pages) : 0
+                out.append(CheckResult(name: "\(name).used-delta", expected: "\(wantUsed)", observed: "\(usedDelta)", passed: usedDelta == wantUsed))
+                if expectSuccess, let before = r.before?.cmaFreeKiB, let after = r.after?.cmaFreeKiB {
+                    let drop = Int64(before) * 1024 - Int64(after) * 1024
+                    let want = Approximate(bytes: pages * 4096, tolerance: tol)
+                    out.append(CheckResult(name: "\(name).cma-free-drop", expected: want.description, observed: signedSize(drop),
+                                           passed: drop >= 0 && want.accepts(UInt64(drop))))
+                }
+            case .free(_, let pages, let tol):
+                let usedBefore = r.areaBefore?.used ?? 0
+                let want = usedBefore >= pages ? usedBefore - pages : 0
+                out.append(CheckResult(name: "\(name).used", expected: "\(want)", observed: r.areaAfter?.used.map(String.init) ?? "unknown",
+                                       passed: r.areaAfter?.used == want))
+                if let bootFree, let after = r.after?.cmaFreeKiB {
+                    let a = Approximate(bytes: bootFree, tolerance: tol)
+                    out.append(CheckResult(name: "\(name).cma-free-restored", expected: "\(kib(bootFree)) ±\(kib(a.allowedDeviation(relativeTo: cmaTotal)))",
+                                           observed: kib(after * 1024), passed: a.accepts(after * 1024, reference: cmaTotal)))
+                }
+            case .exec(_, let status, let output, _):
+                if let status {
+                    out.append(CheckResult(name: "\(name).status", expected: "\(status)", observed: "\(r.status)", passed: r.status == status))
+                }
+                if let output {
+                    let text = r.output ?? ""
+                    // Line anchors: `^0$` matches a command that printed "0\n".
+                    let ok = (try? Regex(output)).map { text.firstMatch(of: $0.anchorsMatchLineEndings()) != nil } ?? false
+                    out.append(CheckResult(name: "\(name).output", expected: "matches `\(output)`", observed: String(text.prefix(200)), passed: ok))
+                }
+            }
+        }
+        return out
+    }
+
+    public static func verdictKind(_ checks: [CheckResult]) -> VerdictKind {
+        checks.allSatisfy(\.passed) ? .pass : .fail
+    }
+
+    static func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+    static func kib(_ bytes: UInt64) -> String { "\(bytes / 1024) kB" }
+    static func signedSize(_ bytes: Int64) -> String { bytes < 0 ? "-\(kib(UInt64(-bytes)))" : kib(UInt64(bytes)) }
+
+    static func errnoName(_ e: Int32) -> String {
+        switch e {
+        case 12: return "ENOMEM"
+        case 22: return "EINVAL"
+        case 2: return "ENOENT"
+        case 16: return "EBUSY"
+        case 1: return "EPERM"
+        case 13: return "EACCES"
+        default: return "errno \(e)"
+        }
+    }
+}

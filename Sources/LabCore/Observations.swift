@@ -1,0 +1,151 @@
+/// What a run observed, and the verdict on it. Codable with stable keys: this is observations.json and
+/// the per-profile part of `--json` (see docs/results-schema.md).
+
+/// A CMA area as the kernel reported it at boot (`cma: Reserved ...`).
+public struct ReservedArea: Codable, Equatable, Sendable {
+    public var sizeMiB: UInt64
+    public var base: UInt64
+    /// `on node N` (6.6+); nil on older kernels.
+    public var node: Int?
+    public init(sizeMiB: UInt64, base: UInt64, node: Int? = nil) { self.sizeMiB = sizeMiB; self.base = base; self.node = node }
+}
+
+/// The CMA facts found in a kernel log (console or /dev/kmsg).
+public struct BootLogFacts: Codable, Equatable, Sendable {
+    /// Every `cma: Reserved N MiB at 0x... [on node N]` line, in order.
+    public var reserved: [ReservedArea] = []
+    /// Every `cma: Failed to reserve N MiB [on node N]` line, in order (the MiB value).
+    public var failedMiB: [UInt64] = []
+    /// The reason lines that come before a failure (`Region at ... must be aligned ...`, `Size (...) ... exceeds
+    /// limit (...)`, `... defined on low/high memory boundary ...`, `Not enough slots ...`), text without `cma: `.
+    public var failureReasons: [String] = []
+    /// The `cma-reserved` value of the `Memory:` line, in KiB.
+    public var memoryCmaReservedKiB: UInt64?
+    /// The whole `Memory:` line (without timestamp).
+    public var memoryLine: String?
+    /// The parameters of `Unknown kernel command line parameters "..."`.
+    public var unknownParameters: [String] = []
+    /// `Kernel command line:` as the kernel saw it.
+    public var commandLine: String?
+    /// `Linux version ...` release (e.g. `6.12.117`).
+    public var kernelRelease: String?
+    /// Every line that starts with `cma:` or `hugetlb_cma:` (without timestamp), in order: the CMA dmesg.
+    public var cmaLines: [String] = []
+
+    public init() {}
+}
+
+/// One check of a profile's expectations against what was observed.
+public struct CheckResult: Codable, Equatable, Sendable {
+    /// What was checked, e.g. `outcome`, `area.size`, `steps[0].alloc.cma-free-drop`.
+    public var name: String
+    public var expected: String
+    public var observed: String
+    public var passed: Bool
+    public init(name: String, expected: String, observed: String, passed: Bool) {
+        self.name = name; self.expected = expected; self.observed = observed; self.passed = passed
+    }
+}
+
+/// The result kind of one profile run.
+public enum VerdictKind: String, Codable, Sendable, Equatable, CaseIterable {
+    /// Every check held.
+    case pass
+    /// At least one check did not hold.
+    case fail
+    /// The lab could not decide (QEMU missing, build failed, a timeout with no console clue, preflight refused).
+    case error
+}
+
+/// Meminfo fields of interest at one moment (kB), with the raw text kept in the artifacts.
+public struct MeminfoSnapshot: Codable, Equatable, Sendable {
+    public var label: String
+    public var cmaTotalKiB: UInt64?
+    public var cmaFreeKiB: UInt64?
+    public var memTotalKiB: UInt64?
+    public var memFreeKiB: UInt64?
+    public init(label: String, cmaTotalKiB: UInt64?, cmaFreeKiB: UInt64?, memTotalKiB: UInt64?, memFreeKiB: UInt64?) {
+        self.label = label; self.cmaTotalKiB = cmaTotalKiB; self.cmaFreeKiB = cmaFreeKiB; self.memTotalKiB = memTotalKiB; self.memFreeKiB = memFreeKiB
+    }
+}
+
+/// A CMA area as the agent saw it in debugfs/sysfs.
+public struct AreaSnapshot: Codable, Equatable, Sendable {
+    public var name: String
+    public var basePFN: UInt64?
+    public var count: UInt64?
+    public var used: UInt64?
+    public var maxchunk: UInt64?
+    public var orderPerBit: UInt64?
+    public var sysfs: [String: UInt64]
+    public init(name: String, basePFN: UInt64?, count: UInt64?, used: UInt64?, maxchunk: UInt64?, orderPerBit: UInt64?, sysfs: [String: UInt64]) {
+        self.name = name; self.basePFN = basePFN; self.count = count; self.used = used; self.maxchunk = maxchunk; self.orderPerBit = orderPerBit; self.sysfs = sysfs
+    }
+}
+
+/// What one step did.
+public struct StepRecord: Codable, Equatable, Sendable {
+    public var index: Int
+    /// `alloc`, `free` or `exec`.
+    public var kind: String
+    public var summary: String
+    /// 0 on success, else the errno (alloc/free) or exit status (exec).
+    public var status: Int32
+    public var seconds: Double
+    public var before: MeminfoSnapshot?
+    public var after: MeminfoSnapshot?
+    public var areaBefore: AreaSnapshot?
+    public var areaAfter: AreaSnapshot?
+    public var output: String?
+    public init(index: Int, kind: String, summary: String, status: Int32, seconds: Double) {
+        self.index = index; self.kind = kind; self.summary = summary; self.status = status; self.seconds = seconds
+    }
+}
+
+/// Everything one profile run observed.
+public struct Observations: Codable, Equatable, Sendable {
+    public var profile: String
+    public var image: String
+    public var kernelRelease: String?
+    public var machine: String
+    public var commandLine: String
+    public var accelerator: String
+    /// `powered-off`, `kernel-crash`, `timeout`, `qemu-failed`, or `not-booted`.
+    public var ending: String
+    public var crash: CrashReport?
+    public var boot: BootLogFacts
+    public var configCMA: Bool?
+    public var meminfo: [MeminfoSnapshot] = []
+    public var areas: [AreaSnapshot] = []
+    public var steps: [StepRecord] = []
+    public var agentReadySeconds: Double?
+    public var wallSeconds: Double = 0
+    public var runDirectory: String = ""
+    public init(profile: String, image: String, machine: String, commandLine: String, accelerator: String, ending: String, boot: BootLogFacts) {
+        self.profile = profile; self.image = image; self.machine = machine; self.commandLine = commandLine
+        self.accelerator = accelerator; self.ending = ending; self.boot = boot
+    }
+}
+
+/// A profile's verdict with the reasons.
+public struct Verdict: Codable, Equatable, Sendable {
+    public var profile: String
+    public var image: String
+    public var kind: VerdictKind
+    public var checks: [CheckResult]
+    /// Why the lab could not decide (for `error`), or nil.
+    public var error: String?
+    public var observations: Observations?
+    /// The last console lines (for reports).
+    public var consoleTail: [String]
+    public var seconds: Double
+    public var runDirectory: String
+
+    public init(profile: String, image: String, kind: VerdictKind, checks: [CheckResult], error: String? = nil,
+                observations: Observations? = nil, consoleTail: [String] = [], seconds: Double = 0, runDirectory: String = "") {
+        self.profile = profile; self.image = image; self.kind = kind; self.checks = checks; self.error = error
+        self.observations = observations; self.consoleTail = consoleTail; self.seconds = seconds; self.runDirectory = runDirectory
+    }
+
+    public var failedChecks: [CheckResult] { checks.filter { !$0.passed } }
+}

@@ -1,0 +1,294 @@
+/// A lab profile (`Profiles/*.yaml`): a machine, an image, a kernel command line, and the CMA outcome
+/// they should have. See Profiles/README.md for the format.
+
+public enum Outcome: String, Codable, Sendable, CaseIterable {
+    /// At least one CMA area was reserved.
+    case reserved
+    /// The kernel printed `cma: Failed to reserve ...` and reserved nothing.
+    case failed
+    /// CMA is built in, but no area was asked for (no `cma=` with CMA_SIZE_MBYTES=0, or `cma=0`).
+    case none
+    /// The kernel has no CONFIG_CMA (no Cma lines in meminfo).
+    case notSupported = "not-supported"
+    /// The kernel panicked or oopsed.
+    case kernelCrash = "kernel-crash"
+}
+
+/// A value with a tolerance: exact, `±N%`, or `±bytes`.
+public struct Approximate: Equatable, Sendable, CustomStringConvertible {
+    public enum Tolerance: Equatable, Sendable { case percent(Double), bytes(UInt64) }
+    public var bytes: UInt64
+    public var tolerance: Tolerance
+
+    public init(bytes: UInt64, tolerance: Tolerance = .bytes(0)) { self.bytes = bytes; self.tolerance = tolerance }
+
+    public func allowedDeviation(relativeTo reference: UInt64? = nil) -> UInt64 {
+        switch tolerance {
+        case .bytes(let b): return b
+        case .percent(let p): return UInt64((Double(reference ?? bytes) * p / 100).rounded())
+        }
+    }
+
+    public func accepts(_ observed: UInt64, reference: UInt64? = nil) -> Bool {
+        let d = observed > bytes ? observed - bytes : bytes - observed
+        return d <= allowedDeviation(relativeTo: reference)
+    }
+
+    public var description: String {
+        let value = ByteSize(bytes: bytes).description
+        switch tolerance {
+        case .bytes(0): return value
+        case .bytes(let b): return "\(value) ±\(ByteSize(bytes: b))"
+        case .percent(let p): return "\(value) ±\(p.formatted1)%"
+        }
+    }
+}
+
+public struct Expectations: Equatable, Sendable {
+    public var outcome: Outcome?
+    public var areaCount: Int?
+    public var areaNames: [String]?
+    /// The size of the global (`reserved`) area, or of the only area.
+    public var size: Approximate?
+    /// The base of that area: exact, or a [min, max] range for the base itself.
+    public var baseExact: UInt64?
+    public var baseMin: UInt64?
+    public var baseMax: UInt64?
+    /// The whole area [base, base+size) must lie inside [lo, hi).
+    public var within: (lo: UInt64, hi: UInt64)?
+    public var cmaTotal: Approximate?
+    public var cmaFree: Approximate?
+    public var memoryCmaReserved: Approximate?
+    public var dmesgContains: [String] = []
+    public var dmesgAbsent: [String] = []
+    public var dmesgMatches: [String] = []
+    public var dmesgNotMatches: [String] = []
+    /// For kernel-crash: text the panic or oops line must contain.
+    public var crashContains: String?
+
+    public init() {}
+
+    public static func == (a: Expectations, b: Expectations) -> Bool {
+        a.outcome == b.outcome && a.areaCount == b.areaCount && a.areaNames == b.areaNames && a.size == b.size
+            && a.baseExact == b.baseExact && a.baseMin == b.baseMin && a.baseMax == b.baseMax
+            && a.within?.lo == b.within?.lo && a.within?.hi == b.within?.hi && a.cmaTotal == b.cmaTotal
+            && a.cmaFree == b.cmaFree && a.memoryCmaReserved == b.memoryCmaReserved && a.dmesgContains == b.dmesgContains
+            && a.dmesgAbsent == b.dmesgAbsent && a.dmesgMatches == b.dmesgMatches && a.dmesgNotMatches == b.dmesgNotMatches
+            && a.crashContains == b.crashContains
+    }
+}
+
+public enum Step: Equatable, Sendable {
+    /// Allocate `pages` through debugfs; check the CmaFree drop and the `used` delta (on success).
+    case alloc(area: String, pages: UInt64, expectSuccess: Bool, tolerance: Approximate.Tolerance)
+    /// Free `pages` through debugfs; check `used` and that CmaFree comes back.
+    case free(area: String, pages: UInt64, tolerance: Approximate.Tolerance)
+    /// Run a command (busybox sh -c); check its exit status and output.
+    case exec(command: String, status: Int32?, output: String?, timeout: Double)
+
+    /// How far below its earlier value CmaFree may stay after a `free` step unless the profile says.
+    public static let defaultFreeTolerance = Approximate.Tolerance.bytes(32 << 20)
+
+    public var kind: String {
+        switch self { case .alloc: return "alloc"; case .free: return "free"; case .exec: return "exec" }
+    }
+}
+
+public struct Profile: Equatable, Sendable {
+    public var name: String
+    public var summary: String
+    public var file: String
+    /// An image name from Images/ (nil: the default image).
+    public var image: String?
+    public var machine: MachineSpec
+    public var commandLine: KernelCommandLine
+    public var timeout: Double
+    public var expect: Expectations
+    public var steps: [Step]
+    /// What the kernel will silently do with this command line (from the `cma=` grammar).
+    public var warnings: [String]
+
+    /// The parsed `cma=` request (the last one wins, as in the kernel).
+    public var cmaRequest: CMARequest? {
+        commandLine.value(of: "cma").flatMap { try? CMARequest.parse($0) }
+    }
+
+    /// Kernel options the profile cannot run without, with the reason.
+    public var requiredConfig: [(option: String, reason: String)] {
+        var out: [(String, String)] = []
+        if steps.contains(where: { if case .alloc = $0 { return true }; if case .free = $0 { return true }; return false }) {
+            out.append(("CMA_DEBUGFS", "its alloc/free steps write /sys/kernel/debug/cma/<area>/alloc"))
+        }
+        if expect.areaNames != nil || expect.areaCount != nil {
+            if expect.outcome != .notSupported && expect.outcome != .kernelCrash { out.append(("CMA", "it expects CMA areas")) }
+        }
+        return out
+    }
+
+    static let topKeys = ["name", "description", "image", "machine", "cmdline", "timeout", "expect", "steps"]
+
+    public static func parse(_ text: String, file: String) throws(InputError) -> Profile {
+        let root = try YAMLValue.parse(text, file: file)
+        let m = try root.mapping(allowed: topKeys)
+        let nameValue = try m.required("name")
+        let name = try nameValue.string()
+        guard ImageDefinition.isValidName(name) else {
+            throw nameValue.error("profile names use letters, digits, `.`, `_` and `-` only, found `\(name)`")
+        }
+        var profile = Profile(name: name, summary: try m["description"]?.string() ?? "", file: file, image: nil,
+                              machine: MachineSpec(memory: .gib(4)), commandLine: KernelCommandLine(), timeout: 120,
+                              expect: Expectations(), steps: [], warnings: [])
+        if let image = m["image"] { profile.image = try image.string() }
+        if let machine = m["machine"] { profile.machine = try parseMachine(machine) }
+        if let t = m["timeout"] {
+            profile.timeout = try t.double()
+            guard profile.timeout > 0, profile.timeout <= 3600 else { throw t.error("timeout must be between 1 and 3600 seconds") }
+        }
+        if let c = m["cmdline"] {
+            profile.commandLine = KernelCommandLine(parsing: try c.string())
+            for value in profile.commandLine.values(of: "cma") {
+                do { profile.warnings += try CMARequest.parse(value).warnings } catch {
+                    // A profile may test exactly this; the kernel's behaviour is then "no CMA".
+                    profile.warnings.append(error.message)
+                }
+            }
+        }
+        if let e = m["expect"] { profile.expect = try parseExpectations(e) }
+        if let s = m["steps"] { profile.steps = try s.sequence().map { v throws(InputError) in try parseStep(v) } }
+        return profile
+    }
+
+    static func parseMachine(_ v: YAMLValue) throws(InputError) -> MachineSpec {
+        let m = try v.mapping(allowed: ["memory", "cpus", "type", "numa", "cpu"])
+        var spec = MachineSpec(memory: try m["memory"]?.size() ?? .gib(4))
+        if let cpus = m["cpus"] { spec.cpus = try cpus.int(in: 1...64) }
+        if let t = m["type"] { spec.type = try t.oneOf(MachineType.self) }
+        if let cpu = m["cpu"] { spec.cpuModel = try cpu.string() }
+        if let numa = m["numa"] {
+            spec.numaNodes = try numa.sequence().map { n throws(InputError) in try n.size() }
+        }
+        do { try QEMUPlan(machine: spec, kernel: "").validate() } catch { throw v.error(error.description) }
+        return spec
+    }
+
+    static func parseApproximate(_ v: YAMLValue) throws(InputError) -> Approximate {
+        if case .mapping = v.node {
+            let m = try v.mapping(allowed: ["value", "tolerance"])
+            var a = Approximate(bytes: try m.required("value").size().bytes)
+            if let t = m["tolerance"] { a.tolerance = try parseTolerance(t) }
+            return a
+        }
+        return Approximate(bytes: try v.size().bytes)
+    }
+
+    static func parseTolerance(_ v: YAMLValue) throws(InputError) -> Approximate.Tolerance {
+        let s = try v.string()
+        if s.hasSuffix("%") {
+            guard let p = Double(s.dropLast()), p >= 0, p <= 100 else { throw v.error("a percentage tolerance is 0% to 100%, found `\(s)`") }
+            return .percent(p)
+        }
+        return .bytes(try v.size().bytes)
+    }
+
+    static func parseExpectations(_ v: YAMLValue) throws(InputError) -> Expectations {
+        let m = try v.mapping(allowed: ["outcome", "areas", "area-names", "size", "base", "within", "cma-total", "cma-free",
+                                        "memory-cma-reserved", "dmesg", "crash"])
+        var e = Expectations()
+        if let o = m["outcome"] { e.outcome = try o.oneOf(Outcome.self) }
+        if let a = m["areas"] { e.areaCount = try a.int(in: 0...64) }
+        if let n = m["area-names"] { e.areaNames = try n.sequence().map { x throws(InputError) in try x.string() } }
+        if let s = m["size"] { e.size = try parseApproximate(s) }
+        if let b = m["base"] {
+            if case .mapping = b.node {
+                let bm = try b.mapping(allowed: ["min", "max"])
+                e.baseMin = try bm["min"]?.size().bytes
+                e.baseMax = try bm["max"]?.size().bytes
+                if e.baseMin == nil && e.baseMax == nil { throw b.error("give `min`, `max` or both") }
+                if let lo = e.baseMin, let hi = e.baseMax, lo > hi { throw b.error("min is above max") }
+            } else {
+                e.baseExact = try b.size().bytes
+            }
+        }
+        if let w = m["within"] {
+            let pair = try w.sequence()
+            guard pair.count == 2 else { throw w.error("within is a list of two addresses: [low, high]") }
+            let lo = try pair[0].size().bytes, hi = try pair[1].size().bytes
+            guard lo < hi else { throw w.error("the low end must be below the high end") }
+            e.within = (lo, hi)
+        }
+        if let t = m["cma-total"] { e.cmaTotal = try parseApproximate(t) }
+        if let f = m["cma-free"] { e.cmaFree = try parseApproximate(f) }
+        if let r = m["memory-cma-reserved"] { e.memoryCmaReserved = try parseApproximate(r) }
+        if let d = m["dmesg"] {
+            let dm = try d.mapping(allowed: ["contains", "absent", "matches", "not-matches"])
+            func strings(_ key: String) throws(InputError) -> [String] {
+                try (dm[key]?.sequenceOrSingle() ?? []).map { x throws(InputError) in try x.string() }
+            }
+            e.dmesgContains = try strings("contains")
+            e.dmesgAbsent = try strings("absent")
+            e.dmesgMatches = try strings("matches")
+            e.dmesgNotMatches = try strings("not-matches")
+            for (key, list) in [("matches", e.dmesgMatches), ("not-matches", e.dmesgNotMatches)] {
+                for (i, pattern) in list.enumerated() {
+                    do { _ = try Regex(pattern) } catch {
+                        let at = (try dm[key]?.sequenceOrSingle())?[safe: i] ?? d
+                        throw at.error("not a valid regular expression: \(error)")
+                    }
+                }
+            }
+        }
+        if let c = m["crash"] { e.crashContains = try c.string() }
+        return e
+    }
+
+    static func parseStep(_ v: YAMLValue) throws(InputError) -> Step {
+        let m = try v.mapping(allowed: ["alloc", "free", "exec"])
+        let (kind, body) = try m.exactlyOne(of: ["alloc", "free", "exec"])
+        switch kind {
+        case "alloc":
+            let a = try body.mapping(allowed: ["area", "pages", "expect", "tolerance"])
+            let pages = try a.required("pages", hint: "how many 4 KiB pages to allocate").uint64()
+            var success = true
+            if let x = a["expect"] {
+                switch try x.string() {
+                case "success": success = true
+                case "failure": success = false
+                default: throw x.error("expect is `success` or `failure`")
+                }
+            }
+            let tol = try a["tolerance"].map { t throws(InputError) in try parseTolerance(t) } ?? .percent(1)
+            return .alloc(area: try a["area"]?.string() ?? "reserved", pages: pages, expectSuccess: success, tolerance: tol)
+        case "free":
+            let f = try body.mapping(allowed: ["area", "pages", "tolerance"])
+            let pages = try f.required("pages", hint: "how many pages to give back").uint64()
+            // Freed pages can sit on per-CPU free lists or be borrowed by movable allocations at once, so
+            // CmaFree comes back only approximately (4-17 MiB short was seen on 6.12); `used` is exact.
+            let tol = try f["tolerance"].map { t throws(InputError) in try parseTolerance(t) } ?? Step.defaultFreeTolerance
+            return .free(area: try f["area"]?.string() ?? "reserved", pages: pages, tolerance: tol)
+        default:
+            if case .scalar = body.node { return .exec(command: try body.string(), status: 0, output: nil, timeout: 60) }
+            let x = try body.mapping(allowed: ["command", "status", "output", "timeout"])
+            let output = try x["output"]?.string()
+            if let output, let ov = x["output"] {
+                do { _ = try Regex(output) } catch { throw ov.error("not a valid regular expression: \(error)") }
+            }
+            let status: Int32? = try x["status"].map { s throws(InputError) in
+                if (try? s.string()) == "any" { return -1 }
+                return Int32(try s.int(in: 0...255))
+            }
+            return .exec(command: try x.required("command").string(), status: status == -1 ? nil : (status ?? 0), output: output,
+                         timeout: try x["timeout"]?.double() ?? 60)
+        }
+    }
+}
+
+extension Array {
+    subscript(safe i: Int) -> Element? { indices.contains(i) ? self[i] : nil }
+}
+
+extension Double {
+    var formatted1: String {
+        let r = (self * 10).rounded() / 10
+        return r == r.rounded() ? String(Int(r)) : String(r)
+    }
+}

@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import LabCore
+import LabRuntime
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run lab profiles: boot each on its image, observe, and give a verdict with reasons.",
+        discussion: """
+        With no argument it runs every profile in Profiles/ on its own image. Each run writes its artifacts \
+        (console.log, dmesg.txt, meminfo-*.txt, observations.json, config, reproduce.sh) to a run directory. \
+        Exit status 0 only when every verdict is pass; 1 when a profile failed or the lab could not decide.
+        """
+    )
+
+    @Argument(help: "Profile files or folders (default: Profiles/).")
+    var profiles: [String] = []
+
+    @Option(name: .long, help: "Run on this image instead of each profile's own (repeat for several).")
+    var image: [String] = []
+
+    @Option(name: .long, help: "Write the results as JSON (schema in docs/results-schema.md).")
+    var json: String?
+
+    @Option(name: .long, help: "Write the results as JUnit XML (one testsuite per image).")
+    var junit: String?
+
+    @Option(name: .long, help: "Accelerator: auto, kvm or tcg.")
+    var accel: AccelChoice = .auto
+
+    @Flag(name: .long, help: "Stream each guest's console.")
+    var console = false
+
+    func run() throws {
+        var allPassed = true
+        try runReportingErrors {
+            let lab = Lab()
+            let list = try ProfileLoader.load(profiles, defaultDirectory: lab.paths.profilesDirectory)
+            guard !list.isEmpty else { throw LabError(.input, "no profiles found", hint: "pass profile files or a folder of .yaml files") }
+            for p in list { for w in p.warnings { printErr("cmalab: \(p.file): warning: \(w)") } }
+            let runner = ProfileRunner(lab: lab)
+            runner.accel = accel
+            if console { runner.onConsoleLine = { FileHandle.standardError.write(Data(("  | " + $0 + "\n").utf8)) } }
+            let started = Date()
+            var verdicts: [Verdict] = []
+            let cells = list.flatMap { p in (image.isEmpty ? [p.image ?? ImageCatalog.defaultImage] : image).map { (p, $0) } }
+            for (i, (profile, img)) in cells.enumerated() {
+                printErr("[\(i + 1)/\(cells.count)] \(profile.name) on \(img) ...")
+                let v = runner.run(profile, image: img)
+                let why = v.error ?? v.failedChecks.first.map { "\($0.name): expected \($0.expected), observed \($0.observed)" } ?? ""
+                printErr("[\(i + 1)/\(cells.count)] \(v.kind.rawValue.uppercased()) \(profile.name) on \(img) in \(String(format: "%.1f", v.seconds)) s\(why.isEmpty ? "" : ": \(why)")")
+                verdicts.append(v)
+            }
+            let useColor = isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+            print(Report.table(verdicts, color: useColor))
+            printErr(String(format: "cmalab: %d run(s) in %.1f s; run directories under %@", verdicts.count, Date().timeIntervalSince(started), lab.paths.runs))
+            if let json {
+                let formatter = ISO8601DateFormatter()
+                let meta = ReportMeta(cmalabVersion: CMALab.version, started: formatter.string(from: started),
+                                      host: ProcessInfo.processInfo.hostName, accelerator: accel.rawValue)
+                try Files.writePublic(try Report.json(verdicts, meta: meta), to: json)
+            }
+            if let junit { try Files.writePublic(Array(Report.junit(verdicts).utf8), to: junit) }
+            allPassed = verdicts.allSatisfy { $0.kind == .pass }
+        }
+        if !allPassed { throw ExitCode(1) }
+    }
+}
+
+struct ValidateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Check profiles without booting: format, values, and what the kernel will silently do with cma=."
+    )
+
+    @Argument(help: "Profile files or folders (default: Profiles/).")
+    var profiles: [String] = []
+
+    func run() throws {
+        try runReportingErrors {
+            let lab = Lab()
+            let list = try ProfileLoader.load(profiles, defaultDirectory: lab.paths.profilesDirectory)
+            let catalog = try lab.catalog()
+            for p in list {
+                let image = p.image ?? ImageCatalog.defaultImage
+                _ = try catalog.resolve(image)
+                var line = "ok \(p.file): \(p.name) on \(image), \(p.machine.memory) \(p.machine.type.rawValue), cmdline `\(p.commandLine)`, \(p.steps.count) step(s)"
+                if let cma = p.cmaRequest { line += "; cma=\(cma.description)\(cma.isFixed ? " (fixed)" : "")" }
+                print(line)
+                for w in p.warnings { print("  warning: \(w)") }
+            }
+        }
+    }
+}
