@@ -108,7 +108,8 @@ public final class ProfileRunner: @unchecked Sendable {
         }
         session.machine.stop()
         if !Files.exists(run.file("config")), !kernel.configPath.isEmpty { try? Files.copy(kernel.configPath, to: run.file("config")) }
-        let console = ((try? Files.read(run.file("console.log"))) ?? "").split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        // console.log keeps QEMU's CR LF line ends (one Character in Swift, and a newline).
+        let console = ((try? Files.read(run.file("console.log"))) ?? "").split(whereSeparator: \.isNewline).map(String.init)
         // The kmsg records are complete (they include KERN_DEBUG lines); the console is what was printed.
         let log = kmsg ?? console
         obs.boot = KernelLogParser.facts(from: log)

@@ -53,7 +53,7 @@ struct RunCommand: ParsableCommand {
                 verdicts.append(v)
             }
             let useColor = isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-            print(Report.table(verdicts, color: useColor))
+            print(Report.table(verdicts, color: useColor), terminator: "")
             printErr(String(format: "cmalab: %d run(s) in %.1f s; run directories under %@", verdicts.count, Date().timeIntervalSince(started), lab.paths.runs))
             if let json {
                 let formatter = ISO8601DateFormatter()

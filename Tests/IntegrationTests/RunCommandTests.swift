@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+import LabCore
+@testable import LabRuntime
+
+extension Integration {
+/// The main job: `cmalab run` on real kernels, its reports, and the artifacts it leaves.
+@Suite struct RunCommandTests {
+    func tempDir() throws -> String {
+        let dir = NSTemporaryDirectory() + "cmalab-run-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test func everyBundledProfilePasses() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try IT.runCLI(["run", "--accel", "tcg", "--json", dir + "/r.json", "--junit", dir + "/r.xml"])
+        #expect(r.status == 0, "stdout:\n\(r.stdout)\nstderr:\n\(r.stderr)")
+        #expect(r.stdout.hasSuffix("10 passed, 0 failed, 0 errors\n"))
+
+        let (verdicts, meta) = try Report.decodeResults(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))))
+        #expect(meta.accelerator == "tcg")
+        #expect(verdicts.count == 10 && verdicts.allSatisfy { $0.kind == .pass })
+        let seed = try #require(verdicts.first { $0.profile == "seed-1g-at-1-2g" })
+        #expect(seed.observations?.boot.reserved.first?.sizeMiB == 1024)
+        #expect(seed.observations?.steps.count == 2)
+
+        // The real consumer reads the JUnit: one suite per image, one case per profile.
+        let out = try runCapturing(["python3", "-c", """
+            import sys, junitparser
+            xml = junitparser.JUnitXml.fromfile(sys.argv[1])
+            for suite in xml:
+                print(suite.name, suite.tests, suite.failures, suite.errors)
+            """, dir + "/r.xml"])
+        #expect(out == "cma-6.12 9 0 0\nnocma-6.12 1 0 0\n")
+
+        // Every run directory holds the artifacts a report links to.
+        let run = seed.runDirectory
+        for f in ["console.log", "dmesg.txt", "meminfo-boot.txt", "meminfo-step0-alloc-before.txt", "meminfo-step0-alloc-after.txt",
+                  "meminfo-step1-free-after.txt", "observations.json", "config", "reproduce.sh"] {
+            #expect(FileManager.default.fileExists(atPath: run + "/" + f), "missing \(f) in \(run)")
+        }
+        #expect(try String(contentsOfFile: run + "/dmesg.txt", encoding: .utf8).contains("cma: __cma_alloc("))
+        #expect(IT.qemuProcesses().isEmpty)
+    }
+
+    @Test func wrongExpectationShowsTheDiffAndExitsOne() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try """
+            name: wrong-size
+            machine: {memory: 2G}
+            cmdline: cma=64M
+            expect: {outcome: reserved, size: 128M, cma-total: 64M}
+            """.write(toFile: dir + "/wrong.yaml", atomically: true, encoding: .utf8)
+        let r = try IT.runCLI(["run", dir + "/wrong.yaml", "--accel", "tcg", "--junit", dir + "/w.xml"])
+        #expect(r.status == 1)
+        #expect(r.stdout.contains("FAILED  size: expected 128M, observed 64M (debugfs reserved)"))
+        #expect(r.stdout.contains("ok      cma-total: expected 64M, observed 65536 kB"))
+        #expect(r.stdout.hasSuffix("0 passed, 1 failed, 0 errors\n"))
+        let out = try runCapturing(["python3", "-c", """
+            import sys, junitparser
+            for suite in junitparser.JUnitXml.fromfile(sys.argv[1]):
+                for case in suite:
+                    print(case.name, [type(r).__name__ + ': ' + (r.message or '') for r in case.result])
+            """, dir + "/w.xml"])
+        #expect(out.contains("wrong-size ['Failure: size: expected 128M, observed 64M (debugfs reserved)']"))
+    }
+
+    @Test func preflightRefusesWithoutBooting() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try """
+            name: needs-debugfs
+            image: nocma-6.12
+            machine: {memory: 2G}
+            cmdline: cma=64M
+            expect: {outcome: reserved}
+            steps: [{alloc: {pages: 16}}]
+            """.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        let r = try IT.runCLI(["run", dir + "/p.yaml", "--accel", "tcg"])
+        #expect(r.status == 1)
+        #expect(r.stdout.contains("preflight: image nocma-6.12 has no CONFIG_CMA_DEBUGFS"))
+        #expect(r.seconds < 10)
+    }
+
+    @Test func reproduceScriptBootsTheSameKernel() throws {
+        let runner = ProfileRunner(lab: IT.lab)
+        runner.accel = .tcg
+        let profile = try Profile.parse("name: repro\nmachine: {memory: 2G}\ncmdline: cma=3M\nexpect: {outcome: reserved}\n", file: "repro.yaml")
+        let v = runner.run(profile)
+        #expect(v.kind == .pass)
+        let reserved = try #require(v.observations?.boot.reserved.first)
+        let line = String(format: "cma: Reserved %llu MiB at 0x%016llx", reserved.sizeMiB, reserved.base)
+
+        let out = NSTemporaryDirectory() + "cmalab-repro-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let p = try ChildProcess(["sh", v.runDirectory + "/reproduce.sh"], stdout: .file(out), stderr: .null)
+        let deadline = Date().addingTimeInterval(60)
+        var seen = false
+        while !seen && Date() < deadline && p.poll() == nil {
+            seen = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains(line)
+            usleep(100_000)
+        }
+        p.terminate(grace: 1)      // the guest waits for an agent host that never comes
+        #expect(seen, "reproduce.sh did not print `\(line)`")
+        #expect(IT.qemuProcesses().isEmpty)
+    }
+}
+}
