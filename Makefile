@@ -12,13 +12,13 @@ TEST_IMAGES := cma-6.12 cma-6.12-uart nocma-6.12
 .PHONY: lab test setup build agent images test-images unit clean help
 
 help:
-	@echo "make lab    set up this machine, build cmalab and the default kernel, run the main job"
+	@echo "make lab    set up this machine, build cmalab and the default kernel, run every bundled profile"
 	@echo "make test   set up this machine, build everything the tests need, run every test"
 
-## The main job on the embedded defaults.
+## The main job on the embedded defaults: every bundled profile on its image.
 lab: setup build agent
-	$(CMALAB) image build cma-6.12
-	$(CMALAB) boot --image cma-6.12 --memory 4G --append 'cma=1G@1-2G' --quiet --report
+	$(CMALAB) image build cma-6.12 nocma-6.12
+	$(CMALAB) run --json runs/results.json --junit runs/results.xml
 
 ## Every test: unit tests and the integration tests that boot real kernels.
 test: setup agent test-images
