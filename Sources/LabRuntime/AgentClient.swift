@@ -51,6 +51,34 @@ public final class AgentClient: @unchecked Sendable {
         throw failure(waitingFor: "the agent to answer \(Self.name(of: request))", ready: false, deadline: deadline)
     }
 
+    // MARK: - Typed requests
+
+    /// Runs `command` with busybox `sh -c` in the guest.
+    public func shell(_ command: String, cwd: String = "/", timeout: TimeInterval, maxOutputBytes: UInt32 = 4 << 20) throws(LabError) -> ExecResult {
+        let req = ExecRequest(argv: ["/bin/sh", "-c", command], env: ["PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root"], cwd: cwd,
+                              timeoutMilliseconds: UInt32(min(timeout, 86_400) * 1000), maxOutputBytes: maxOutputBytes, stdin: [])
+        let response = try request(.exec(req), timeout: timeout + 10)
+        guard case .exec(let result) = response else { throw unexpected(response, to: "exec") }
+        return result
+    }
+
+    public func meminfo() throws(LabError) -> Meminfo {
+        let response = try request(.meminfo)
+        guard case .meminfo(let m) = response else { throw unexpected(response, to: "meminfo") }
+        return m
+    }
+
+    public func cmaAreas() throws(LabError) -> [CMAArea] {
+        let response = try request(.cmaAreas)
+        guard case .cmaAreas(let areas) = response else { throw unexpected(response, to: "cmaAreas") }
+        return areas
+    }
+
+    private func unexpected(_ response: AgentResponse, to what: String) -> LabError {
+        if case .failure(let e, let message) = response { return LabError(.agent, "the agent could not do \(what): \(message) (errno \(e))") }
+        return LabError(.agent, "unexpected answer to \(what): \(response)")
+    }
+
     /// Asks the guest to power off and waits for QEMU to exit.
     public func powerOff(timeout: TimeInterval = 20) throws(LabError) -> MachineExit {
         if !closed { _ = try? request(.poweroff, timeout: 5) }

@@ -155,9 +155,7 @@ public final class ProfileRunner: @unchecked Sendable {
             rec.areaAfter = try areas(agent).first { $0.name == area }
             return rec
         case .exec(let command, _, _, let timeout):
-            let req = ExecRequest(argv: ["/bin/sh", "-c", command], env: ["PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root"], cwd: "/",
-                                  timeoutMilliseconds: UInt32(timeout * 1000), maxOutputBytes: 1 << 20, stdin: [])
-            guard case .exec(let r) = try agent.request(.exec(req), timeout: timeout + 10) else { throw LabError(.agent, "unexpected answer to exec") }
+            let r = try agent.shell(command, timeout: timeout, maxOutputBytes: 1 << 20)
             let status: Int32
             switch r.termination {
             case .exited(let c): status = c
@@ -173,14 +171,13 @@ public final class ProfileRunner: @unchecked Sendable {
     }
 
     func snapshot(_ agent: AgentClient, label: String, run: RunDirectory) throws(LabError) -> MeminfoSnapshot {
-        guard case .meminfo(let m) = try agent.request(.meminfo) else { throw LabError(.agent, "unexpected answer to meminfo") }
+        let m = try agent.meminfo()
         try run.write("meminfo-\(label).txt", m.raw)
         return MeminfoSnapshot(label: label, cmaTotalKiB: m["CmaTotal"], cmaFreeKiB: m["CmaFree"], memTotalKiB: m["MemTotal"], memFreeKiB: m["MemFree"])
     }
 
     func areas(_ agent: AgentClient) throws(LabError) -> [AreaSnapshot] {
-        guard case .cmaAreas(let list) = try agent.request(.cmaAreas) else { throw LabError(.agent, "unexpected answer to cmaAreas") }
-        return list.map { a in
+        return try agent.cmaAreas().map { a in
             AreaSnapshot(name: a.name, basePFN: a.basePFN, count: a.count, used: a.used, maxchunk: a.maxchunk, orderPerBit: a.orderPerBit,
                          sysfs: Dictionary(a.sysfs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b }))
         }

@@ -79,10 +79,7 @@ struct BootCommand: ParsableCommand {
 
     func runExec(_ session: BootSession, _ command: String) throws -> Int32 {
         guard let agent = session.agent else { throw LabError(.input, "--exec needs the agent; it cannot be combined with --init-script") }
-        let req = ExecRequest(argv: ["/bin/sh", "-c", command], env: ["PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root"], cwd: "/",
-                              timeoutMilliseconds: UInt32(execTimeout * 1000), maxOutputBytes: 4 << 20, stdin: [])
-        let response = try agent.request(.exec(req), timeout: execTimeout + 10)
-        guard case .exec(let result) = response else { throw LabError(.agent, "unexpected answer to exec: \(response)") }
+        let result = try agent.shell(command, timeout: execTimeout)
         FileHandle.standardOutput.write(Data(result.stdout))
         FileHandle.standardError.write(Data(result.stderr))
         if result.stdoutTruncated || result.stderrTruncated { printErr("cmalab: output was cut at 4 MiB") }
@@ -95,11 +92,11 @@ struct BootCommand: ParsableCommand {
     }
 
     func printReport(_ agent: AgentClient) throws {
-        guard case .meminfo(let mem) = try agent.request(.meminfo) else { throw LabError(.agent, "unexpected answer to meminfo") }
+        let mem = try agent.meminfo()
         let cmaFields = mem.fields.filter { $0.name.hasPrefix("Cma") }
         if cmaFields.isEmpty { print("meminfo: no Cma fields (the kernel has no CONFIG_CMA)") }
         for f in cmaFields { print("meminfo \(f.name): \(f.value) \(f.unit ?? "")") }
-        guard case .cmaAreas(let areas) = try agent.request(.cmaAreas) else { throw LabError(.agent, "unexpected answer to cmaAreas") }
+        let areas = try agent.cmaAreas()
         if areas.isEmpty { print("cma areas: none") }
         for a in areas {
             var s = "cma area \(a.name):"

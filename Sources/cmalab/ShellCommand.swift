@@ -41,11 +41,7 @@ struct ShellCommand: ParsableCommand {
                 var command = trimmed
                 let isCd = trimmed == "cd" || trimmed.hasPrefix("cd ")
                 if isCd { command = "\(trimmed) && pwd" }
-                let req = ExecRequest(argv: ["/bin/sh", "-c", command], env: ["PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root"],
-                                      cwd: cwd, timeoutMilliseconds: UInt32(commandTimeout * 1000), maxOutputBytes: 4 << 20, stdin: [])
-                guard case .exec(let r) = try agent.request(.exec(req), timeout: commandTimeout + 10) else {
-                    throw LabError(.agent, "unexpected answer to exec")
-                }
+                let r = try agent.shell(command, cwd: cwd, timeout: commandTimeout)
                 if isCd, case .exited(0) = r.termination {
                     cwd = String(decoding: r.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
                 } else {

@@ -7,15 +7,8 @@ import LabProtocol
 /// The guest agent on a real cma-6.12 guest: meminfo, CMA areas, debugfs alloc/free, kmsg, exec.
 extension Integration {
 @Suite struct AgentBootTests {
-    func meminfo(_ agent: AgentClient) throws -> Meminfo {
-        guard case .meminfo(let m) = try agent.request(.meminfo) else { throw LabError(.agent, "no meminfo") }
-        return m
-    }
-
-    func areas(_ agent: AgentClient) throws -> [CMAArea] {
-        guard case .cmaAreas(let a) = try agent.request(.cmaAreas) else { throw LabError(.agent, "no areas") }
-        return a
-    }
+    func meminfo(_ agent: AgentClient) throws -> Meminfo { try agent.meminfo() }
+    func areas(_ agent: AgentClient) throws -> [CMAArea] { try agent.cmaAreas() }
 
     @Test func seedScenarioAllocAndFree() throws {
         let k = try IT.kernel("cma-6.12")
