@@ -58,6 +58,8 @@ public struct QEMUPlan: Equatable, Sendable {
     public var agentSocket: String?
     public var agentTransport: AgentTransport = .virtio
     public var pidFile: String?
+    /// `-name`: the run's name, so `ps` shows which run a QEMU belongs to.
+    public var name: String?
     /// Extra raw QEMU arguments, appended last.
     public var extraArguments: [String] = []
 
@@ -84,6 +86,7 @@ public struct QEMUPlan: Equatable, Sendable {
     /// guest larger than the host boots (pages are only backed when touched).
     public func arguments() -> [String] {
         var a: [String] = [binary]
+        if let name { a += ["-name", name] }
         a += ["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
         a += ["-machine", "\(machine.type.rawValue),accel=\(accelerator.rawValue)"]
         if let cpu = machine.cpuModel { a += ["-cpu", cpu] }

@@ -111,6 +111,7 @@ public final class Lab: @unchecked Sendable {
         var plan = QEMUPlan(machine: request.machine, kernel: kernel.kernel, initrd: initrd,
                             commandLine: kernel.commandLine.appending(request.commandLine))
         plan.accelerator = accel
+        plan.name = Path.basename(run.path)
         if request.initScript == nil {
             plan.agentSocket = run.socket("agent.sock")
             plan.agentTransport = request.transport ?? Self.transport(for: config)

@@ -42,7 +42,7 @@ extension Integration {
             #expect(FileManager.default.fileExists(atPath: run + "/" + f), "missing \(f) in \(run)")
         }
         #expect(try String(contentsOfFile: run + "/dmesg.txt", encoding: .utf8).contains("cma: __cma_alloc("))
-        #expect(IT.qemuProcesses().isEmpty)
+        #expect(IT.qemuProcesses(ofRuns: verdicts.map(\.runDirectory)).isEmpty)
     }
 
     @Test func wrongExpectationShowsTheDiffAndExitsOne() throws {
@@ -105,7 +105,8 @@ extension Integration {
         }
         p.terminate(grace: 1)      // the guest waits for an agent host that never comes
         #expect(seen, "reproduce.sh did not print `\(line)`")
-        #expect(IT.qemuProcesses().isEmpty)
+        usleep(200_000)
+        #expect(IT.qemuProcesses(ofRuns: [v.runDirectory]).isEmpty)
     }
 }
 }

@@ -47,9 +47,21 @@ enum IT {
                          seconds: Date().timeIntervalSince(started))
     }
 
-    /// QEMU processes still running (there must be none after a test).
+    /// QEMU processes this test process started that are still running (there must be none after a test).
+    /// Only our own children count: other cmalab runs on the machine are none of our business.
     static func qemuProcesses() -> [String] {
-        let out = (try? runCapturing(["sh", "-c", "pgrep -a -f '^(setpriv .*)?qemu-system-x86_64' || true"])) ?? ""
+        let out = (try? runCapturing(["pgrep", "-a", "-P", "\(getpid())", "-f", "qemu-system-x86_64"])) ?? ""
         return out.split(separator: "\n").map(String.init)
+    }
+
+    /// QEMU processes (anyone's) whose `-name` is one of these run directories.
+    static func qemuProcesses(ofRuns runs: [String]) -> [String] {
+        let out = (try? runCapturing(["pgrep", "-a", "-f", "qemu-system-x86_64"])) ?? ""
+        let names = Set(runs.map { Path.basename($0) })
+        return out.split(separator: "\n").map(String.init).filter { line in
+            let words = line.split(separator: " ").map(String.init)
+            guard let i = words.firstIndex(of: "-name"), i + 1 < words.count else { return false }
+            return names.contains(words[i + 1])
+        }
     }
 }

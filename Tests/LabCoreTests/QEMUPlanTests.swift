@@ -71,6 +71,12 @@ import Testing
         #expect(throws: PlanError.self) { try p.validate() }
     }
 
+    @Test func runNameIsTheGuestName() {
+        var p = plan()
+        p.name = "20261125-081500-seed"
+        #expect(Array(p.arguments()[1...2]) == ["-name", "20261125-081500-seed"])
+    }
+
     @Test func kvmAndNoAgent() {
         var p = plan()
         p.accelerator = .kvm
