@@ -57,7 +57,6 @@ public struct QEMUPlan: Equatable, Sendable {
     /// Unix socket for the agent channel; nil boots without one.
     public var agentSocket: String?
     public var agentTransport: AgentTransport = .virtio
-    public var pidFile: String?
     /// `-name`: the run's name, so `ps` shows which run a QEMU belongs to.
     public var name: String?
     /// Extra raw QEMU arguments, appended last.
@@ -125,7 +124,6 @@ public struct QEMUPlan: Equatable, Sendable {
                 a += ["-serial", "chardev:agent"]
             }
         }
-        if let pidFile { a += ["-pidfile", pidFile] }
         a += extraArguments
         return a
     }

@@ -33,9 +33,9 @@ public final class AgentClient: @unchecked Sendable {
     /// Connects to QEMU's socket and waits for the agent's ready event.
     public func waitReady(deadline: Date) throws(LabError) -> AgentHello {
         try connect(deadline: deadline)
-        let ready = try machine.runLoop(until: deadline) { [unowned self] in self.hello != nil || self.closed }
+        try machine.runLoop(until: deadline) { [unowned self] in self.hello != nil || self.closed }
         if let hello { return hello }
-        throw failure(waitingFor: "the agent to start", ready: ready, deadline: deadline)
+        throw failure(waitingFor: "the agent to start")
     }
 
     /// Sends one request and waits for its response.
@@ -48,7 +48,7 @@ public final class AgentClient: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         _ = try machine.runLoop(until: deadline) { [unowned self] in self.responses[id] != nil || self.closed }
         if let r = responses.removeValue(forKey: id) { return r }
-        throw failure(waitingFor: "the agent to answer \(Self.name(of: request))", ready: false, deadline: deadline)
+        throw failure(waitingFor: "the agent to answer \(Self.name(of: request))")
     }
 
     // MARK: - Typed requests
@@ -116,7 +116,7 @@ public final class AgentClient: @unchecked Sendable {
             // QEMU creates the socket a moment after it starts.
             if !machine.isRunning || Date() >= deadline {
                 _ = try machine.runLoop(until: Date())
-                throw failure(waitingFor: "QEMU's agent socket \(socketPath)", ready: false, deadline: deadline)
+                throw failure(waitingFor: "QEMU's agent socket \(socketPath)")
             }
             try machine.runLoop(until: Date().addingTimeInterval(0.02))
         }
@@ -176,7 +176,7 @@ public final class AgentClient: @unchecked Sendable {
     }
 
     /// Turns "the thing we waited for did not come" into the most specific reason there is.
-    private func failure(waitingFor what: String, ready: Bool, deadline: Date) -> LabError {
+    private func failure(waitingFor what: String) -> LabError {
         // The channel often closes a moment before QEMU exits on a panic: let the machine finish so the
         // console decides (its crash grace period is 3 s at most).
         if machine.exit == nil, machine.isRunning, closed {

@@ -262,6 +262,7 @@ public final class KernelStore: @unchecked Sendable {
         var open = 2
         var buf = [UInt8](repeating: 0, count: 65536)
         var pending: [UInt8] = []
+        var lastLine = ""
         while open > 0 {
             _ = Glibc.poll(&fds, nfds_t(fds.count), 500)
             if Signals.pending != 0 {
@@ -277,7 +278,7 @@ public final class KernelStore: @unchecked Sendable {
                         let lines = pending[..<nl].split(separator: 0x0A)
                         if let last = lines.last {
                             let text = String(decoding: last, as: UTF8.self).trimmingCharacters(in: .whitespaces)
-                            if !text.isEmpty { progress.update(text.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")) }
+                            if !text.isEmpty { lastLine = text.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }
                         }
                         pending.removeSubrange(...nl)
                     }
@@ -286,7 +287,8 @@ public final class KernelStore: @unchecked Sendable {
                     fds[i].fd = -1; open -= 1
                 }
             }
-            progress.update(step)
+            // The live line: the step, and make's latest line (e.g. `CC mm/cma.o`).
+            progress.update(lastLine.isEmpty ? step : "\(step): \(lastLine)")
         }
         let t = p.wait()
         guard t.succeeded else {
