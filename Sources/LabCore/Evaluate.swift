@@ -104,6 +104,10 @@ public enum Evaluate {
         let bootFree = o.meminfo.first?.cmaFreeKiB.map { $0 * 1024 }
         for (i, step) in p.steps.enumerated() {
             let name = "steps[\(i)].\(step.kind)"
+            if let skip = o.skippedSteps?.first(where: { $0.index == i }) {
+                out.append(CheckResult(name: name, expected: "run", observed: "skipped: \(skip.reason)", passed: true, skipped: true))
+                continue
+            }
             guard let r = o.steps.first(where: { $0.index == i }) else {
                 out.append(CheckResult(name: name, expected: "run", observed: "not run (\(o.ending))", passed: false))
                 continue

@@ -42,8 +42,10 @@ public struct CheckResult: Codable, Equatable, Sendable {
     public var expected: String
     public var observed: String
     public var passed: Bool
-    public init(name: String, expected: String, observed: String, passed: Bool) {
-        self.name = name; self.expected = expected; self.observed = observed; self.passed = passed
+    /// True when the check was not made (a step the image cannot run); such a check counts as passed.
+    public var skipped: Bool?
+    public init(name: String, expected: String, observed: String, passed: Bool, skipped: Bool? = nil) {
+        self.name = name; self.expected = expected; self.observed = observed; self.passed = passed; self.skipped = skipped
     }
 }
 
@@ -102,6 +104,13 @@ public struct StepRecord: Codable, Equatable, Sendable {
     }
 }
 
+/// A profile step that was not run, and why.
+public struct SkippedStep: Codable, Equatable, Sendable {
+    public var index: Int
+    public var reason: String
+    public init(index: Int, reason: String) { self.index = index; self.reason = reason }
+}
+
 /// Everything one profile run observed.
 public struct Observations: Codable, Equatable, Sendable {
     public var profile: String
@@ -118,6 +127,8 @@ public struct Observations: Codable, Equatable, Sendable {
     public var meminfo: [MeminfoSnapshot] = []
     public var areas: [AreaSnapshot] = []
     public var steps: [StepRecord] = []
+    /// Steps that were not run, with why (e.g. the image has no CONFIG_CMA_DEBUGFS); absent when none.
+    public var skippedSteps: [SkippedStep]?
     public var agentReadySeconds: Double?
     public var wallSeconds: Double = 0
     public var runDirectory: String = ""
@@ -131,6 +142,8 @@ public struct Observations: Codable, Equatable, Sendable {
 public struct Verdict: Codable, Equatable, Sendable {
     public var profile: String
     public var image: String
+    /// The matrix cell id (`profile@image[memory=8G]`); absent outside a matrix.
+    public var cell: String?
     public var kind: VerdictKind
     public var checks: [CheckResult]
     /// Why the lab could not decide (for `error`), or nil.
@@ -148,4 +161,7 @@ public struct Verdict: Codable, Equatable, Sendable {
     }
 
     public var failedChecks: [CheckResult] { checks.filter { !$0.passed } }
+    public var skippedChecks: [CheckResult] { checks.filter { $0.skipped == true } }
+    /// What identifies this result among others: the matrix cell id, else `profile@image`.
+    public var key: String { cell ?? "\(profile)@\(image)" }
 }

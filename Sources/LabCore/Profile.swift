@@ -113,16 +113,23 @@ public struct Profile: Equatable, Sendable {
         commandLine.value(of: "cma").flatMap { try? CMARequest.parse($0) }
     }
 
-    /// Kernel options the profile cannot run without, with the reason.
+    /// Kernel options the profile cannot run without, with the reason. Preflight refuses the profile on an
+    /// image without them.
     public var requiredConfig: [(option: String, reason: String)] {
         var out: [(String, String)] = []
-        if steps.contains(where: { if case .alloc = $0 { return true }; if case .free = $0 { return true }; return false }) {
-            out.append(("CMA_DEBUGFS", "its alloc/free steps write /sys/kernel/debug/cma/<area>/alloc"))
-        }
-        if expect.areaNames != nil || expect.areaCount != nil {
-            if expect.outcome != .notSupported && expect.outcome != .kernelCrash { out.append(("CMA", "it expects CMA areas")) }
+        let wantsAreas = expect.areaNames != nil || expect.areaCount.map { $0 > 0 } == true || expect.outcome == .reserved
+        if wantsAreas || !debugfsSteps.isEmpty, expect.outcome != .notSupported, expect.outcome != .kernelCrash {
+            out.append(("CMA", debugfsSteps.isEmpty ? "it expects CMA areas" : "its alloc/free steps need CMA areas"))
         }
         return out
+    }
+
+    /// The indices of the steps that drive `/sys/kernel/debug/cma/<area>/{alloc,free}`. On an image without
+    /// CONFIG_CMA_DEBUGFS they are skipped (and the verdict says so); the rest of the profile still runs.
+    public var debugfsSteps: [Int] {
+        steps.indices.filter { i in
+            switch steps[i] { case .alloc, .free: return true; case .exec: return false }
+        }
     }
 
     static let topKeys = ["name", "description", "image", "machine", "cmdline", "timeout", "expect", "steps"]
@@ -190,9 +197,12 @@ public struct Profile: Equatable, Sendable {
         return .bytes(try v.size().bytes)
     }
 
+    /// The keys of `expect:`.
+    public static let expectationKeys = ["outcome", "areas", "area-names", "size", "base", "within", "cma-total", "cma-free",
+                                         "memory-cma-reserved", "dmesg", "crash"]
+
     static func parseExpectations(_ v: YAMLValue) throws(InputError) -> Expectations {
-        let m = try v.mapping(allowed: ["outcome", "areas", "area-names", "size", "base", "within", "cma-total", "cma-free",
-                                        "memory-cma-reserved", "dmesg", "crash"])
+        let m = try v.mapping(allowed: expectationKeys)
         var e = Expectations()
         if let o = m["outcome"] { e.outcome = try o.oneOf(Outcome.self) }
         if let a = m["areas"] { e.areaCount = try a.int(in: 0...64) }

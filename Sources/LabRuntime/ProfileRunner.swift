@@ -44,6 +44,8 @@ public final class ProfileRunner: @unchecked Sendable {
     public var accel: AccelChoice = .auto
     /// Console lines, as they arrive (nil: not shown).
     public var onConsoleLine: (@Sendable (String) -> Void)?
+    /// Names the run directory and QEMU (default: `profile-image`).
+    public var runName: String?
 
     public init(lab: Lab) { self.lab = lab }
 
@@ -57,12 +59,16 @@ public final class ProfileRunner: @unchecked Sendable {
         let kernel: BuiltKernel
         do { kernel = try lab.kernel(image: imageName) } catch { return errorVerdict("image \(imageName): \(error.message)") }
         let config = kernel.configPath.isEmpty ? nil : try? kernel.config()
+        var skipped: [SkippedStep] = []
         if let config {
             for need in profile.requiredConfig where !config.isEnabled(need.option) {
                 return errorVerdict("preflight: image \(imageName) has no CONFIG_\(need.option) (the profile needs it: \(need.reason)); nothing was booted")
             }
+            if !config.isEnabled("CMA_DEBUGFS") {
+                skipped = profile.debugfsSteps.map { SkippedStep(index: $0, reason: "image \(imageName) has no CONFIG_CMA_DEBUGFS, so /sys/kernel/debug/cma/<area>/alloc and free do not exist") }
+            }
         }
-        var request = BootRequest(machine: profile.machine, commandLine: profile.commandLine, runName: "\(profile.name)-\(imageName)")
+        var request = BootRequest(machine: profile.machine, commandLine: profile.commandLine, runName: runName ?? "\(profile.name)-\(imageName)")
         request.accel = accel
         request.onConsoleLine = onConsoleLine
         let session: BootSession
@@ -74,6 +80,7 @@ public final class ProfileRunner: @unchecked Sendable {
                                commandLine: session.plan.effectiveCommandLine.description,
                                accelerator: session.plan.accelerator.rawValue, ending: "not-booted", boot: BootLogFacts())
         obs.configCMA = config.map { $0.isEnabled("CMA") }
+        if !skipped.isEmpty { obs.skippedSteps = skipped }
         obs.runDirectory = run.path
         var kmsg: [String]?
         var labFailure: LabError?
@@ -83,7 +90,7 @@ public final class ProfileRunner: @unchecked Sendable {
             obs.agentReadySeconds = agent.readyAt.map { $0.timeIntervalSince(session.machine.started) }
             obs.meminfo.append(try snapshot(agent, label: "boot", run: run))
             obs.areas = try areas(agent)
-            for (i, step) in profile.steps.enumerated() {
+            for (i, step) in profile.steps.enumerated() where !skipped.contains(where: { $0.index == i }) {
                 obs.steps.append(try perform(step, index: i, agent: agent, run: run))
             }
             obs.meminfo.append(try snapshot(agent, label: "end", run: run))

@@ -79,4 +79,19 @@ import Testing
         o.ending = "kernel-crash"
         #expect(Evaluate.outcome(o) == .kernelCrash)
     }
+
+    /// On an image without CONFIG_CMA_DEBUGFS the runner skips alloc/free; the verdict says so and passes.
+    @Test func skippedStepsPassAndSayWhy() throws {
+        var (o, log) = try seedObservations()
+        o.steps = []
+        o.skippedSteps = [SkippedStep(index: 0, reason: "image x has no CONFIG_CMA_DEBUGFS"), SkippedStep(index: 1, reason: "image x has no CONFIG_CMA_DEBUGFS")]
+        let p = try profile("machine: {memory: 4G}\ncmdline: cma=1G@1-2G\nexpect: {outcome: reserved, size: 1G}\nsteps: [{alloc: {pages: 102400}}, {free: {pages: 102400}}]\n")
+        let checks = Evaluate.checks(p, o, log: log)
+        #expect(Evaluate.verdictKind(checks) == .pass)
+        let skipped = checks.filter { $0.skipped == true }
+        #expect(skipped.map(\.name) == ["steps[0].alloc", "steps[1].free"])
+        #expect(skipped[0].observed == "skipped: image x has no CONFIG_CMA_DEBUGFS")
+        let v = Verdict(profile: "t", image: "x", kind: .pass, checks: checks)
+        #expect(Report.table([v], color: false).contains("2 step(s) skipped: image x has no CONFIG_CMA_DEBUGFS"))
+    }
 }

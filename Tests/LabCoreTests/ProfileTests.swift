@@ -38,7 +38,8 @@ import Testing
             .exec(command: "cat /proc/meminfo", status: 0, output: nil, timeout: 60),
             .exec(command: "false", status: 1, output: "^$", timeout: 60),
         ])
-        #expect(p.requiredConfig.map(\.option) == ["CMA_DEBUGFS", "CMA"])
+        #expect(p.requiredConfig.map(\.option) == ["CMA"])
+        #expect(p.debugfsSteps == [0, 1, 2])
     }
 
     @Test func cmaWarningsAreCarried() throws {
