@@ -50,7 +50,7 @@ public enum Report {
         if !verdicts.isEmpty {
             let header = ["PROFILE", "IMAGE", "VERDICT", "TIME", "WHY"]
             let rows = verdicts.map { v in
-                [oneLine(v.profile), oneLine(v.image), word(v.kind), fixed(v.seconds, digits: 1) + "s", shorten(why(v), to: 100)]
+                [oneLine(ObservationDiff.pairingKey(v)), oneLine(v.image), word(v.kind), fixed(v.seconds, digits: 1) + "s", shorten(why(v), to: 100)]
             }
             var widths = header.map(\.count)
             for row in rows { for (c, cell) in row.enumerated() { widths[c] = max(widths[c], cell.count) } }
@@ -107,7 +107,10 @@ public enum Report {
     /// The first failed check, or the error.
     static func why(_ v: Verdict) -> String {
         switch v.kind {
-        case .pass: return ""
+        case .pass:
+            let skipped = v.skippedChecks
+            guard let first = skipped.first else { return "" }
+            return oneLine("\(skipped.count) step(s) skipped: " + first.observed.replacingOccurrences(of: "skipped: ", with: ""))
         case .fail: return oneLine(v.failedChecks.first?.summary ?? v.error ?? "failed")
         case .error: return oneLine(v.error ?? v.failedChecks.first?.summary ?? "error")
         }
@@ -189,7 +192,7 @@ public enum Report {
             x += "  <testsuite name=\"\(attr(image))\" tests=\"\(group.count)\" failures=\"\(s.failed)\" errors=\"\(s.errors)\""
             x += " skipped=\"0\" time=\"\(fixed(group.reduce(0) { $0 + finite($1.seconds) }, digits: 3))\">\n"
             for v in group {
-                x += "    <testcase classname=\"cmalab.\(attr(v.image))\" name=\"\(attr(v.profile))\" time=\"\(fixed(finite(v.seconds), digits: 3))\">\n"
+                x += "    <testcase classname=\"cmalab.\(attr(v.image))\" name=\"\(attr(v.cell ?? v.profile))\" time=\"\(fixed(finite(v.seconds), digits: 3))\">\n"
                 switch v.kind {
                 case .pass:
                     break

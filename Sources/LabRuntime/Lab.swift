@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import LabCore
 import LabProtocol
 
@@ -55,6 +56,8 @@ public final class Lab: @unchecked Sendable {
     public let progress: Progress
     public let kernels: KernelStore
     public let initramfs: InitramfsStore
+    /// Accelerator notices already printed: one line per process, not one per boot.
+    static let noticesShown = Mutex<Set<String>>([])
 
     public init(paths: LabPaths = .discover(), progress: Progress = Progress()) {
         self.paths = paths
@@ -105,7 +108,7 @@ public final class Lab: @unchecked Sendable {
             initrd = try initramfs.ensure(.agent(paths.agentBinary))
         }
         let (accel, notice) = try AccelProbe(paths: paths).resolve(request.accel, kernel: kernel.kernel)
-        if let notice { progress.note("cmalab: \(notice)") }
+        if let notice, Self.noticesShown.withLock({ $0.insert(notice).inserted }) { progress.note("cmalab: \(notice)") }
 
         let run = try RunDirectory(root: paths.runs, name: request.runName)
         var plan = QEMUPlan(machine: request.machine, kernel: kernel.kernel, initrd: initrd,

@@ -56,13 +56,13 @@ public enum Files {
     /// Writes a user-named output file (reports).
     public static func writePublic(_ bytes: [UInt8], to path: String) throws(LabError) { try write(bytes, to: path) }
 
-    static func read(_ path: String) throws(LabError) -> String {
+    public static func read(_ path: String) throws(LabError) -> String {
         do { return try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw LabError(.io, "cannot read \(path)", underlying: (error as NSError).localizedFailureReason.map { LabError(.io, $0) })
         }
     }
 
-    static func readBytes(_ path: String) throws(LabError) -> [UInt8] {
+    public static func readBytes(_ path: String) throws(LabError) -> [UInt8] {
         guard let d = FileManager.default.contents(atPath: path) else { throw LabError.posix("cannot read", path, errno: ENOENT) }
         return [UInt8](d)
     }

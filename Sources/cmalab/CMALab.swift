@@ -14,7 +14,8 @@ struct CMALab: ParsableCommand {
         (QEMU, build, agent), 130 interrupted.
         """,
         version: version,
-        subcommands: [RunCommand.self, ValidateCommand.self, ImageCommand.self, BootCommand.self, ShellCommand.self, BenchCommand.self]
+        subcommands: [RunCommand.self, ValidateCommand.self, MatrixCommand.self, ReportCommand.self, DiffCommand.self, ImageCommand.self,
+                      BootCommand.self, ShellCommand.self, BenchCommand.self]
     )
 }
 

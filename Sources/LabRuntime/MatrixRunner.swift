@@ -1,0 +1,122 @@
+import Foundation
+import LabCore
+import Synchronization
+
+/// Loads a matrix file and its profiles, and expands the cells.
+public enum MatrixLoader {
+    public static func load(_ file: String) throws(LabError) -> (MatrixSpec, [MatrixCell]) {
+        let spec: MatrixSpec
+        do { spec = try MatrixSpec.parse(try Files.read(file), file: file) } catch let e as InputError {
+            throw LabError(.input, e.description)
+        } catch {
+            throw error as! LabError
+        }
+        let dir = Path.directory(of: file)
+        let profiles = try ProfileLoader.load(spec.profilePaths.map { Path.resolve($0, relativeTo: dir) }, defaultDirectory: dir)
+        do { return (spec, try spec.cells(profiles: profiles)) } catch {
+            throw LabError(.input, error.description)
+        }
+    }
+}
+
+/// What the matrix runner reports while it works.
+public enum MatrixEvent: Sendable {
+    case imageBuilt(name: String, seconds: Double, cached: Bool)
+    case imageFailed(name: String, message: String)
+    case cellStarted(MatrixCell)
+    case cellFinished(MatrixCell, Verdict)
+}
+
+/// Runs matrix cells: first every image the cells need (each once, up to `buildJobs` at a time, with
+/// ccache when installed), then the cells, up to `jobs` at a time. Each cell is one profile run with its
+/// own run directory, sockets and QEMU. Results come back in cell order.
+public final class MatrixRunner: @unchecked Sendable {
+    public let lab: Lab
+    public var jobs: Int
+    public var buildJobs = 2
+    public var accel: AccelChoice = .auto
+    public var onEvent: (@Sendable (MatrixEvent) -> Void)?
+
+    public init(lab: Lab, jobs: Int) { self.lab = lab; self.jobs = max(1, jobs) }
+
+    /// Builds the images `cells` need. A failed image is returned with its error; its cells become
+    /// `error` verdicts without booting.
+    public func buildImages(for cells: [MatrixCell]) -> [String: LabError] {
+        var names: [String] = []
+        for c in cells where !names.contains(c.image) { names.append(c.image) }
+        let failures = Mutex<[String: LabError]>([:])
+        parallel(names, width: min(buildJobs, names.count)) { name in
+            let started = Date()
+            // Each build gets its own progress printer: concurrent builds print plain lines.
+            let store = KernelStore(paths: self.lab.paths, progress: Progress(quiet: false, isTTY: false, plainInterval: 30))
+            do throws(LabError) {
+                let def = try self.lab.catalog().resolve(name)
+                let k = try store.ensure(def)
+                self.onEvent?(.imageBuilt(name: name, seconds: Date().timeIntervalSince(started), cached: k.cached))
+            } catch {
+                failures.withLock { $0[name] = error }
+                self.onEvent?(.imageFailed(name: name, message: error.message))
+            }
+        }
+        return failures.withLock { $0 }
+    }
+
+    /// Runs the cells and returns one verdict per cell, in the order of `cells`.
+    public func run(_ cells: [MatrixCell], imageFailures: [String: LabError] = [:]) throws(LabError) -> [Verdict] {
+        // Decide the accelerator and build the initramfs once, before the workers race for them.
+        let resolved: AccelChoice
+        if let first = cells.first(where: { imageFailures[$0.image] == nil }) {
+            let kernel = try lab.kernel(image: first.image)
+            let (a, notice) = try AccelProbe(paths: lab.paths).resolve(accel, kernel: kernel.kernel)
+            if let notice { lab.progress.note("cmalab: \(notice)") }
+            resolved = a == .kvm ? .kvm : .tcg
+            _ = try lab.initramfs.ensure(.agent(lab.paths.agentBinary))
+        } else {
+            resolved = accel
+        }
+        let results = Mutex<[Int: Verdict]>([:])
+        parallel(Array(cells.indices), width: min(jobs, cells.count)) { i in
+            let cell = cells[i]
+            if Signals.pending != 0 { return }
+            self.onEvent?(.cellStarted(cell))
+            var v: Verdict
+            if let failure = imageFailures[cell.image] {
+                v = Verdict(profile: cell.profile.name, image: cell.image, kind: .error, checks: [],
+                            error: "image \(cell.image): \(failure.message)")
+            } else {
+                let runner = ProfileRunner(lab: self.lab)
+                runner.accel = resolved
+                runner.runName = cell.id
+                v = runner.run(cell.profile, image: cell.image)
+            }
+            v.cell = cell.id
+            results.withLock { $0[i] = v }
+            self.onEvent?(.cellFinished(cell, v))
+        }
+        try Signals.check()
+        return results.withLock { r in cells.indices.compactMap { r[$0] } }
+    }
+
+    /// Runs `body` for each item on `width` threads. Threads, not a dispatch pool: QEMU is started
+    /// under `--pdeathsig`, which is tied to the thread that spawned it, so a cell's thread lives until
+    /// its QEMU is gone.
+    func parallel<T: Sendable>(_ items: [T], width: Int, _ body: @escaping @Sendable (T) -> Void) {
+        guard !items.isEmpty else { return }
+        let next = Atomic<Int>(0)
+        let group = DispatchGroup()
+        for _ in 0..<max(1, width) {
+            group.enter()
+            let t = Thread {
+                while true {
+                    let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                    guard i < items.count else { break }
+                    body(items[i])
+                }
+                group.leave()
+            }
+            t.stackSize = 4 << 20
+            t.start()
+        }
+        group.wait()
+    }
+}
