@@ -42,6 +42,10 @@ public enum KernelLogParser {
                     facts.memoryLine = text
                     facts.memoryCmaReservedKiB = memoryCmaReserved(text)
                 }
+            } else if text.hasPrefix("BIOS-e820: [mem ") {
+                if let r = memRange(text.dropFirst("BIOS-e820: ".count)) { facts.e820.append(r) }
+            } else if text.hasPrefix("RAMDISK: [mem ") {
+                if facts.ramdisk == nil { facts.ramdisk = memRange(text.dropFirst("RAMDISK: ".count)) }
             } else if text.hasPrefix("Unknown kernel command line parameters \"") || text.hasPrefix("Unknown command line parameters:") {
                 facts.unknownParameters += unknownParameters(text)
             }
@@ -54,6 +58,18 @@ public enum KernelLogParser {
     }
 
     // MARK: - Lines
+
+    /// `[mem 0x0000000000100000-0x00000000bffdffff] usable` → the range and its type (the text after `]`).
+    static func memRange(_ text: Substring) -> MemoryRange? {
+        guard text.hasPrefix("[mem 0x"), let close = text.firstIndex(of: "]") else { return nil }
+        let inner = text[text.index(text.startIndex, offsetBy: 5)..<close]
+        let parts = inner.split(separator: "-", maxSplits: 1)
+        guard parts.count == 2, parts[0].hasPrefix("0x"), parts[1].hasPrefix("0x"),
+              let start = UInt64(parts[0].dropFirst(2), radix: 16), let end = UInt64(parts[1].dropFirst(2), radix: 16), start <= end
+        else { return nil }
+        let type = text[text.index(after: close)...].trimmingCharacters(in: " ")
+        return MemoryRange(start: start, end: end, type: type)
+    }
 
     /// The line without its printk timestamp and without trailing CR/LF.
     static func clean(_ line: String) -> String {

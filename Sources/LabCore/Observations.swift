@@ -10,8 +10,23 @@ public struct ReservedArea: Codable, Equatable, Sendable {
     public init(sizeMiB: UInt64, base: UInt64, node: Int? = nil) { self.sizeMiB = sizeMiB; self.base = base; self.node = node }
 }
 
+/// A range of guest physical memory, [start, end] inclusive as the kernel prints it.
+public struct MemoryRange: Codable, Equatable, Sendable {
+    public var start: UInt64
+    /// The last byte (inclusive), as in `[mem 0x...-0x...]`.
+    public var end: UInt64
+    /// For e820 ranges: `usable`, `reserved`, `ACPI data`, `ACPI NVS`, ...; empty otherwise.
+    public var type: String
+    public init(start: UInt64, end: UInt64, type: String = "") { self.start = start; self.end = end; self.type = type }
+    public var size: UInt64 { end &- start &+ 1 }
+}
+
 /// The CMA facts found in a kernel log (console or /dev/kmsg).
 public struct BootLogFacts: Codable, Equatable, Sendable {
+    /// The firmware's memory map (`BIOS-e820: [mem 0x...-0x...] usable`), in order; empty if not printed.
+    public var e820: [MemoryRange] = []
+    /// Where the initrd was loaded (`RAMDISK: [mem 0x...-0x...]`).
+    public var ramdisk: MemoryRange?
     /// Every `cma: Reserved N MiB at 0x... [on node N]` line, in order.
     public var reserved: [ReservedArea] = []
     /// Every `cma: Failed to reserve N MiB [on node N]` line, in order (the MiB value).

@@ -25,8 +25,15 @@ enum IT {
         try String(contentsOfFile: session.run.file("console.log"), encoding: .utf8)
     }
 
-    /// The built CLI (debug build made by `swift build --build-tests`).
-    static var cli: String { lab.paths.home + "/.build/debug/cmalab" }
+    /// The built CLI: the `cmalab` next to this test bundle (same build folder, so a build with another
+    /// `--scratch-path` tests its own binary), else the debug build made by `swift build --build-tests`.
+    static var cli: String {
+        let here = Path.directory(of: CommandLine.arguments.first ?? "")
+        for dir in [here, Path.directory(of: here)] where FileManager.default.isExecutableFile(atPath: dir + "/cmalab") {
+            return dir + "/cmalab"
+        }
+        return lab.paths.home + "/.build/debug/cmalab"
+    }
 
     struct CLIResult { var status: Int32; var stdout: String; var stderr: String; var seconds: Double }
 

@@ -264,4 +264,16 @@ import Testing
         #expect(f.commandLine == "")
         #expect(KernelLogParser.facts(from: []) == BootLogFacts())
     }
+
+    @Test func firmwareMapAndInitrd() throws {
+        let log = try Fixture.text("console-6.12-pc-4G-cma-1G@1-2G.log").split(whereSeparator: \.isNewline).map(String.init)
+        let f = KernelLogParser.facts(from: log)
+        #expect(f.e820.count == 8)
+        #expect(f.e820[3] == MemoryRange(start: 0x100000, end: 0xbffdffff, type: "usable"))
+        #expect(f.e820[6] == MemoryRange(start: 0x1_0000_0000, end: 0x1_3fff_ffff, type: "usable"))
+        #expect(f.e820.filter { $0.type == "usable" }.reduce(0) { $0 + $1.size } == 0x9fc00 + 0xbfee0000 + 0x4000_0000)
+        #expect(f.ramdisk == MemoryRange(start: 0x7fe1b000, end: 0x7fffffff))
+        #expect(KernelLogParser.memRange("[mem 0x10-0x0f] usable") == nil)
+        #expect(KernelLogParser.memRange("[mem 0xzz-0x10]") == nil)
+    }
 }
