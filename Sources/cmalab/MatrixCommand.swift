@@ -35,6 +35,9 @@ struct MatrixCommand: ParsableCommand {
     @Option(name: .long, help: "Accelerator: auto, kvm or tcg.")
     var accel: AccelChoice = .auto
 
+    @Option(name: .long, help: "Run only the cells whose id matches (`*` for any text; repeatable), e.g. 'seed-*@cma-6.1'.")
+    var only: [String] = []
+
     @Flag(name: .long, help: "List the cells (of the shard) and exit without building or booting.")
     var list = false
 
@@ -50,6 +53,11 @@ struct MatrixCommand: ParsableCommand {
         try runReportingErrors {
             let (spec, allCells) = try MatrixLoader.load(file)
             var cells = allCells
+            if !only.isEmpty {
+                let patterns = only.map(NamePattern.init)
+                cells = cells.filter { c in patterns.contains { $0.matches(c.id) } }
+                guard !cells.isEmpty else { throw LabError(.input, "--only \(only.joined(separator: " ")) matches no cell of \(file)", hint: "list the cells with --list") }
+            }
             if let shard {
                 let s: Shard
                 do throws(InputError) { s = try Shard.parse(shard) } catch { throw LabError(.input, error.description) }
