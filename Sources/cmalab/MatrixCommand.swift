@@ -32,6 +32,9 @@ struct MatrixCommand: ParsableCommand {
     @Option(name: .long, help: "Write the results as JUnit XML (one testsuite per image).")
     var junit: String?
 
+    @Option(name: .long, help: "Write an HTML report: the images × profiles grid, differences between images, a memory map per cell.")
+    var html: String?
+
     @Option(name: .long, help: "Accelerator: auto, kvm or tcg.")
     var accel: AccelChoice = .auto
 
@@ -95,6 +98,7 @@ struct MatrixCommand: ParsableCommand {
                                   host: ProcessInfo.processInfo.hostName, accelerator: verdicts.first?.observations?.accelerator ?? accel.rawValue)
             if let json { try Files.writePublic(try Report.json(verdicts, meta: meta), to: json) }
             if let junit { try Files.writePublic(Array(Report.junit(verdicts).utf8), to: junit) }
+            if let html { try HTMLPageWriter.write(verdicts, meta: meta, title: "cmalab matrix \(spec.name)", to: html) }
             allPassed = verdicts.count == cells.count && verdicts.allSatisfy { $0.kind == .pass }
         }
         if !allPassed { throw ExitCode(1) }

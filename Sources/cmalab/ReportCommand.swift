@@ -7,7 +7,7 @@ struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Work with results files written by --json.",
-        subcommands: [ReportMergeCommand.self]
+        subcommands: [ReportMergeCommand.self, ReportHTMLCommand.self]
     )
 }
 
@@ -59,6 +59,78 @@ struct ReportMergeCommand: ParsableCommand {
             allPassed = merged.allSatisfy { $0.kind == .pass }
         }
         if !allPassed { throw ExitCode(1) }
+    }
+}
+
+struct ReportHTMLCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "html",
+        abstract: "Render results files as one self-contained HTML page: a memory map per run, verdicts, meminfo, CMA areas.",
+        discussion: """
+        Several files (e.g. shards) are merged first, as `report merge` does. The page links to each run's \
+        artifacts relative to where it is written. Exit status 0 when the page was written, whatever the verdicts.
+        """
+    )
+
+    @Argument(help: "Results files (cmalab-results/1) written by `run --json` or `matrix --json`.")
+    var files: [String]
+
+    @Option(name: [.short, .long], help: "Where to write the page (default: the first file with .html instead of .json).")
+    var output: String?
+
+    func validate() throws {
+        guard !files.isEmpty else { throw ValidationError("give at least one results file") }
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            var inputs: [(name: String, verdicts: [Verdict])] = []
+            var metas: [ReportMeta] = []
+            for f in files {
+                let bytes = try Files.readBytes(f)
+                do {
+                    let (v, meta) = try Report.decodeResults(bytes)
+                    inputs.append((f, v)); metas.append(meta)
+                } catch {
+                    throw LabError(.input, "\(f): \(error)", hint: "give files written by `cmalab run --json` or `cmalab matrix --json`")
+                }
+            }
+            var verdicts = inputs[0].verdicts
+            if inputs.count > 1 {
+                do throws(ReportError) { verdicts = try Report.merge(inputs) } catch { throw LabError(.input, error.description) }
+            }
+            let path = output ?? (files[0].hasSuffix(".json") ? String(files[0].dropLast(5)) : files[0]) + ".html"
+            let meta = metas.count == 1 ? metas[0] : ReportMeta(
+                cmalabVersion: CMALab.version, started: metas.map(\.started).min() ?? "",
+                host: Array(Set(metas.map(\.host))).sorted().joined(separator: ","),
+                accelerator: Array(Set(metas.map(\.accelerator))).sorted().joined(separator: ","))
+            let title = "cmalab report: " + files.map { Path.basename($0) }.joined(separator: ", ")
+            try HTMLPageWriter.write(verdicts, meta: meta, title: title, to: path)
+            printErr("wrote \(path): \(verdicts.count) result(s)")
+        }
+    }
+}
+
+/// Writes the HTML report of `run --html`, `matrix --html` and `report html`: links to each run directory
+/// relative to the page, lists the files each run directory holds, and reads its kernel `config`.
+enum HTMLPageWriter {
+    static func write(_ verdicts: [Verdict], meta: ReportMeta?, title: String, to path: String) throws(LabError) {
+        let cwd = FileManager.default.currentDirectoryPath
+        let pageDirectory = Path.directory(of: Path.resolve(path, relativeTo: cwd))
+        var input = HTMLReportInput(title: title, verdicts: verdicts, meta: meta)
+        for v in verdicts where !v.runDirectory.isEmpty {
+            let dir = Path.resolve(v.runDirectory, relativeTo: cwd)
+            input.runDirectoryHref[v.runDirectory] = HTMLReport.relativePath(from: pageDirectory, to: dir)
+            if let names = try? FileManager.default.contentsOfDirectory(atPath: dir) {
+                input.artifactFiles[v.runDirectory] = names.filter { n in
+                    !n.hasPrefix(".") && n != "qemu.pid" && !n.hasSuffix(".sock") && !n.contains(".tmp.")
+                }.sorted()
+            }
+            if let text = try? String(contentsOfFile: dir + "/config", encoding: .utf8) {
+                input.kernelConfigs[v.runDirectory] = KernelConfig(parsing: text)
+            }
+        }
+        try Files.writePublic(Array(HTMLReport.page(input).utf8), to: path)
     }
 }
 
