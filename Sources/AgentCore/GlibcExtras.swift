@@ -19,3 +19,7 @@ func glibcSpawnAddChdir(
 /// Commands for reboot(2), from <sys/reboot.h>.
 let RB_AUTOBOOT: Int32 = 0x0123_4567
 let RB_POWER_OFF: Int32 = 0x4321_FEDC
+
+/// vmsplice(2), a GNU extension: `ssize_t vmsplice(int fd, const struct iovec *iov, size_t nr_segs, unsigned int flags)`.
+@_silgen_name("vmsplice")
+func glibcVmsplice(_ fd: Int32, _ iov: UnsafePointer<iovec>, _ segments: Int, _ flags: UInt32) -> Int

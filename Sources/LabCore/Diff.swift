@@ -37,8 +37,13 @@ public enum ObservationDiff {
             field("area \(name) order_per_bit", x.orderPerBit.map(String.init), y.orderPerBit.map(String.init))
             field("area \(name) sysfs files", list(x.sysfs.keys.sorted()), list(y.sysfs.keys.sorted()))
         }
-        for (i, (sa, sb)) in zip(a.steps, b.steps).enumerated() where sa.status != sb.status {
-            field("steps[\(i)] \(sa.kind) status", "\(sa.status)", "\(sb.status)")
+        for (i, (sa, sb)) in zip(a.steps, b.steps).enumerated() {
+            if sa.status != sb.status { field("steps[\(i)] \(sa.kind) status", "\(sa.status)", "\(sb.status)") }
+            // A measured allocation whose median time moved by more than 1.5x: a kernel change made CMA slower or faster.
+            if let ta = sa.attemptNanoseconds, let tb = sb.attemptNanoseconds, let ma = median(ta), let mb = median(tb), ma > 0, mb > 0,
+               max(ma, mb) / min(ma, mb) > 1.5 {
+                field("steps[\(i)] alloc latency", Evaluate.latencySummary(ta), Evaluate.latencySummary(tb))
+            }
         }
         out += lines("CMA dmesg", otherCMALines(a), otherCMALines(b))
         return out
@@ -75,6 +80,12 @@ public enum ObservationDiff {
         let sa = Set(a), sb = Set(b)
         return a.filter { !sb.contains($0) }.map { ObservationChange(field: name, a: $0, b: nil) }
             + b.filter { !sa.contains($0) }.map { ObservationChange(field: name, a: nil, b: $0) }
+    }
+
+    static func median(_ ns: [UInt64]) -> Double? {
+        guard !ns.isEmpty else { return nil }
+        let s = ns.sorted().map(Double.init)
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
     static func list(_ xs: [String]) -> String? { xs.isEmpty ? nil : xs.joined(separator: ", ") }

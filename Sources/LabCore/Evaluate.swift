@@ -135,6 +135,42 @@ public enum Evaluate {
                     out.append(CheckResult(name: "\(name).cma-free-restored", expected: "\(kib(bootFree)) ±\(kib(a.allowedDeviation(relativeTo: cmaTotal)))",
                                            observed: kib(after * 1024), passed: a.accepts(after * 1024, reference: cmaTotal)))
                 }
+            case .pressure(let p):
+                let held = r.heldBytes ?? 0
+                out.append(CheckResult(name: name, expected: "hold \(p.target) of \(p.kind.rawValue) memory\(p.pin ? ", pinned" : p.mlock ? ", mlocked" : "")",
+                                       observed: r.status == 0 ? "held \(ByteSize(bytes: held))" : "failed (status \(r.status))", passed: r.status == 0 && held > 0))
+                if let want = p.minInCMA {
+                    let lent = (r.cmaLentPages ?? 0) * 4096
+                    out.append(CheckResult(name: "\(name).in-cma", expected: ">= \(want)", observed: "\(ByteSize(bytes: lent)) of CMA lent out",
+                                           passed: lent + want.allowedDeviation(relativeTo: cmaTotal) >= want.bytes))
+                }
+            case .release:
+                out.append(CheckResult(name: name, expected: "pressure released", observed: r.status == 0 ? "released" : "status \(r.status)", passed: r.status == 0))
+            case .measuredAlloc(let m):
+                let errnos = r.attemptErrnos ?? [r.status]
+                let first = errnos.first ?? r.status
+                let result = first == 0 ? "success" : "failure (\(errnoName(first)))"
+                out.append(CheckResult(name: name, expected: m.expectSuccess ? "success" : "failure", observed: result, passed: (first == 0) == m.expectSuccess))
+                if first == 0, let before = r.areaBefore?.used, let after = r.areaAfter?.used {
+                    let want = Int64(m.pages ?? r.areaBefore?.count ?? 0)
+                    let delta = Int64(after) - Int64(before)
+                    out.append(CheckResult(name: "\(name).used-delta", expected: "\(want)", observed: "\(delta)", passed: delta == want))
+                }
+                if errnos.count > 1 {
+                    let same = errnos.allSatisfy { ($0 == 0) == (first == 0) }
+                    out.append(CheckResult(name: "\(name).repeats", expected: "\(errnos.count) × \(m.expectSuccess ? "success" : "failure")",
+                                           observed: errnos.map { $0 == 0 ? "ok" : errnoName($0) }.joined(separator: ","), passed: same && (first == 0) == m.expectSuccess))
+                }
+                if let bound = m.maxLatencySeconds {
+                    let ns = r.attemptNanoseconds ?? []
+                    out.append(CheckResult(name: "\(name).latency", expected: "<= \(seconds(bound))", observed: latencySummary(ns),
+                                           passed: !ns.isEmpty && ns.allSatisfy { Double($0) / 1e9 <= bound }))
+                }
+                if let want = m.minMigrated {
+                    let migrated = r.vmstatDelta?["pgmigrate_success"] ?? 0
+                    out.append(CheckResult(name: "\(name).migrated", expected: ">= \(want) pages", observed: "\(migrated) pages (pgmigrate_success)",
+                                           passed: migrated >= Int64(want)))
+                }
             case .exec(_, let status, let output, _):
                 if let status {
                     out.append(CheckResult(name: "\(name).status", expected: "\(status)", observed: "\(r.status)", passed: r.status == status))
@@ -152,6 +188,19 @@ public enum Evaluate {
 
     public static func verdictKind(_ checks: [CheckResult]) -> VerdictKind {
         checks.allSatisfy(\.passed) ? .pass : .fail
+    }
+
+    /// `min 1.2 s, median 1.5 s, max 2.0 s` (or one value).
+    public static func latencySummary(_ ns: [UInt64]) -> String {
+        guard !ns.isEmpty else { return "not measured" }
+        let s = ns.sorted().map { Double($0) / 1e9 }
+        if s.count == 1 { return seconds(s[0]) }
+        let median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        return "min \(seconds(s.first!)), median \(seconds(median)), max \(seconds(s.last!))"
+    }
+
+    static func seconds(_ x: Double) -> String {
+        x < 1 ? "\(Int((x * 1000).rounded())) ms" : "\(Double(Int((x * 100).rounded())) / 100) s"
     }
 
     static func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }

@@ -3,6 +3,11 @@
 import AgentCore
 import Glibc
 
+// Helper modes (`/sbin/cmalab-agent hold-memory ...`), run by the host through exec.
+if CommandLine.arguments.count >= 2, AgentTools.names.contains(CommandLine.arguments[1]) {
+    exit(AgentTools.run(CommandLine.arguments))
+}
+
 if getpid() == 1 {
     for problem in AgentBoot.setUpPID1() {
         AgentBoot.console("cmalab-agent: warning: \(problem)")

@@ -17,11 +17,11 @@ extension Integration {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try IT.runCLI(["run", "--accel", "tcg", "--json", dir + "/r.json", "--junit", dir + "/r.xml"])
         #expect(r.status == 0, "stdout:\n\(r.stdout)\nstderr:\n\(r.stderr)")
-        #expect(r.stdout.hasSuffix("10 passed, 0 failed, 0 errors\n"))
+        #expect(r.stdout.hasSuffix("13 passed, 0 failed, 0 errors\n"))
 
         let (verdicts, meta) = try Report.decodeResults(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))))
         #expect(meta.accelerator == "tcg")
-        #expect(verdicts.count == 10 && verdicts.allSatisfy { $0.kind == .pass })
+        #expect(verdicts.count == 13 && verdicts.allSatisfy { $0.kind == .pass })
         let seed = try #require(verdicts.first { $0.profile == "seed-1g-at-1-2g" })
         #expect(seed.observations?.boot.reserved.first?.sizeMiB == 1024)
         #expect(seed.observations?.steps.count == 2)
@@ -33,7 +33,18 @@ extension Integration {
             for suite in xml:
                 print(suite.name, suite.tests, suite.failures, suite.errors)
             """, dir + "/r.xml"])
-        #expect(out == "cma-6.12 9 0 0\nnocma-6.12 1 0 0\n")
+        #expect(out == "cma-6.12 12 0 0\nnocma-6.12 1 0 0\n")
+
+        // Under pressure: the lent pages migrate back for the whole-area allocation, unless pipes hold them.
+        let whole = try #require(verdicts.first { $0.profile == "pressure-whole-area" }?.observations?.steps)
+        #expect((whole[0].cmaLentPages ?? 0) > 16384)
+        #expect(whole[1].attemptErrnos == [0, 0, 0])
+        #expect((whole[1].vmstatDelta?["pgmigrate_success"] ?? 0) > 0)
+        #expect(whole[1].attemptNanoseconds?.count == 3)
+        let pinned = try #require(verdicts.first { $0.profile == "pressure-pinned-fails" }?.observations?.steps)
+        #expect(pinned[1].attemptErrnos == [12, 12])
+        #expect(pinned[1].kernelMessages?.contains { $0.contains("alloc failed, req-size: 262144 pages, ret: -16") } == true)
+        #expect(pinned[3].status == 0)
 
         // Every run directory holds the artifacts a report links to.
         let run = seed.runDirectory
