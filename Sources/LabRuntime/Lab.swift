@@ -65,6 +65,17 @@ public final class Lab: @unchecked Sendable {
         self.kernels = KernelStore(paths: paths, progress: progress)
         self.initramfs = InitramfsStore(paths: paths)
         Signals.install()
+        Self.reapOrphansOnce(paths: paths, progress: progress)
+    }
+
+    static let reaped = Mutex(false)
+
+    /// Once per process: stop QEMUs whose cmalab was killed (SIGKILL) and could not stop them itself.
+    static func reapOrphansOnce(paths: LabPaths, progress: Progress) {
+        guard reaped.withLock({ done in defer { done = true }; return !done }) else { return }
+        for (pid, dir) in OrphanReaper.reap(runs: paths.runs) {
+            progress.note("cmalab: stopped QEMU \(pid) left running by a killed cmalab (\(dir))")
+        }
     }
 
     public func catalog() throws(LabError) -> ImageCatalog { try ImageCatalog(directory: paths.imagesDirectory) }

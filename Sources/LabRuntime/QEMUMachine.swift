@@ -60,6 +60,8 @@ public final class QEMUMachine: @unchecked Sendable {
         if ChildProcess.findExecutable("setpriv") != nil { wrapped = ["setpriv", "--pdeathsig", "KILL", "--"] + argv }
         process = try ChildProcess(wrapped, stdout: .pipe, stderr: .file(run.file("qemu.stderr")))
         try? run.write("qemu.pid", "\(process.pid)\n")
+        // Who started it: a later cmalab stops this QEMU if that process is gone (see OrphanReaper).
+        try? run.write("owner.pid", "\(getpid())\n")
     }
 
     deinit {
