@@ -48,6 +48,27 @@ public struct BootLogFacts: Codable, Equatable, Sendable {
     public var cmaLines: [String] = []
 
     public init() {}
+
+    // Files written before `e820` and `ramdisk` existed still decode: keys added later may be absent.
+    enum CodingKeys: String, CodingKey {
+        case e820, ramdisk, reserved, failedMiB, failureReasons, memoryCmaReservedKiB, memoryLine, unknownParameters, commandLine, kernelRelease, cmaLines
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        e820 = try c.decodeIfPresent([MemoryRange].self, forKey: .e820) ?? []
+        ramdisk = try c.decodeIfPresent(MemoryRange.self, forKey: .ramdisk)
+        reserved = try c.decode([ReservedArea].self, forKey: .reserved)
+        failedMiB = try c.decode([UInt64].self, forKey: .failedMiB)
+        failureReasons = try c.decode([String].self, forKey: .failureReasons)
+        memoryCmaReservedKiB = try c.decodeIfPresent(UInt64.self, forKey: .memoryCmaReservedKiB)
+        memoryLine = try c.decodeIfPresent(String.self, forKey: .memoryLine)
+        unknownParameters = try c.decode([String].self, forKey: .unknownParameters)
+        commandLine = try c.decodeIfPresent(String.self, forKey: .commandLine)
+        kernelRelease = try c.decodeIfPresent(String.self, forKey: .kernelRelease)
+        cmaLines = try c.decode([String].self, forKey: .cmaLines)
+    }
+
 }
 
 /// One check of a profile's expectations against what was observed.
@@ -114,6 +135,20 @@ public struct StepRecord: Codable, Equatable, Sendable {
     public var areaBefore: AreaSnapshot?
     public var areaAfter: AreaSnapshot?
     public var output: String?
+    /// pressure: the bytes asked for and the bytes the guest holds.
+    public var pressureBytes: UInt64?
+    public var heldBytes: UInt64?
+    /// pressure: CMA pages lent to movable allocations (CmaTotal - CmaFree - debugfs used, in pages) and
+    /// /proc/vmstat nr_free_cma, after filling.
+    public var cmaLentPages: UInt64?
+    public var nrFreeCMA: UInt64?
+    /// measured alloc: each attempt's guest-side write time (nanoseconds) and errno (0 = success).
+    public var attemptNanoseconds: [UInt64]?
+    public var attemptErrnos: [Int32]?
+    /// measured alloc: /proc/vmstat changes over the first attempt (pgmigrate_*, cma_alloc_*, compact_*).
+    public var vmstatDelta: [String: Int64]?
+    /// measured alloc: kernel messages logged during the attempts.
+    public var kernelMessages: [String]?
     public init(index: Int, kind: String, summary: String, status: Int32, seconds: Double) {
         self.index = index; self.kind = kind; self.summary = summary; self.status = status; self.seconds = seconds
     }
@@ -168,6 +203,9 @@ public struct Verdict: Codable, Equatable, Sendable {
     public var consoleTail: [String]
     public var seconds: Double
     public var runDirectory: String
+    /// The CMA oracle's prediction for this boot and whether the kernel agreed (docs/results-schema.md); a
+    /// disagreement is its own result, separate from `kind`. Absent when no prediction could be compared.
+    public var oracle: OracleCheck?
 
     public init(profile: String, image: String, kind: VerdictKind, checks: [CheckResult], error: String? = nil,
                 observations: Observations? = nil, consoleTail: [String] = [], seconds: Double = 0, runDirectory: String = "") {

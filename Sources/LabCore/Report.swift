@@ -83,6 +83,7 @@ public enum Report {
             }
             out.append("")
         }
+        out += oracleLines(verdicts)
         out.append(ReportSummary(verdicts).line)
         return out.joined(separator: "\n") + "\n"
     }

@@ -26,6 +26,9 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: "Write the results as JUnit XML (one testsuite per image).")
     var junit: String?
 
+    @Option(name: .long, help: "Write an HTML report: a memory map per run, verdicts, meminfo, CMA areas (docs/html-report.md).")
+    var html: String?
+
     @Option(name: .long, help: "Accelerator: auto, kvm or tcg.")
     var accel: AccelChoice = .auto
 
@@ -55,13 +58,11 @@ struct RunCommand: ParsableCommand {
             let useColor = isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
             print(Report.table(verdicts, color: useColor), terminator: "")
             printErr(String(format: "cmalab: %d run(s) in %.1f s; run directories under %@", verdicts.count, Date().timeIntervalSince(started), lab.paths.runs))
-            if let json {
-                let formatter = ISO8601DateFormatter()
-                let meta = ReportMeta(cmalabVersion: CMALab.version, started: formatter.string(from: started),
-                                      host: ProcessInfo.processInfo.hostName, accelerator: accel.rawValue)
-                try Files.writePublic(try Report.json(verdicts, meta: meta), to: json)
-            }
+            let meta = ReportMeta(cmalabVersion: CMALab.version, started: ISO8601DateFormatter().string(from: started),
+                                  host: ProcessInfo.processInfo.hostName, accelerator: accel.rawValue)
+            if let json { try Files.writePublic(try Report.json(verdicts, meta: meta), to: json) }
             if let junit { try Files.writePublic(Array(Report.junit(verdicts).utf8), to: junit) }
+            if let html { try HTMLPageWriter.write(verdicts, meta: meta, title: "cmalab run: \(verdicts.count) profile run(s)", to: html) }
             allPassed = verdicts.allSatisfy { $0.kind == .pass }
         }
         if !allPassed { throw ExitCode(1) }

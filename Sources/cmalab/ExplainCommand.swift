@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import LabCore
+import LabRuntime
+
+struct ExplainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "explain",
+        abstract: "Predict what the kernel will do with cma= on a machine, without booting.",
+        discussion: """
+        The oracle reads the image's .config and kernel version, works out the guest's memory map (QEMU pc/q35 \
+        low/high split, firmware and MMCONFIG holes), where QEMU puts the initrd and the kernel, and applies the \
+        version's placement rules. It prints the outcome (reserved: size, base or base range, area, node; failed: \
+        the kernel's message; kernel crash; ignored), the lines the kernel will print, its reasoning and its \
+        assumptions. `cmalab run` compares this prediction with every boot it observes.
+        Example: cmalab explain --image cma-6.12 --memory 4G "cma=1G@1-2G"
+        """
+    )
+
+    @OptionGroup var kernelOptions: KernelOptions
+
+    @Option(name: .long, help: "Guest memory (for example 4G, 512M).")
+    var memory: ByteSize = .gib(4)
+
+    @Option(name: .long, help: "QEMU machine type: pc or q35.")
+    var machine: MachineType = .pc
+
+    @Option(name: .long, help: "QEMU -cpu model (hugetlb_cma= needs 1 GiB pages, e.g. max).")
+    var cpu: String?
+
+    @Option(name: .long, help: "Initrd size (default: the size of the lab's agent initramfs, as `cmalab run` boots it).")
+    var initrdSize: ByteSize?
+
+    @Flag(name: .long, help: "Print the prediction as JSON (the `prediction` object of docs/results-schema.md).")
+    var json = false
+
+    @Argument(help: "Kernel command line parameters, e.g. \"cma=1G@1-2G\" (several words are joined with spaces).")
+    var parameters: [String] = []
+
+    func run() throws {
+        try runReportingErrors {
+            guard memory >= .mib(128), memory.bytes % (1 << 20) == 0 else {
+                throw LabError(.input, "--memory must be a whole number of MiB, at least 128M (got \(memory))", hint: "for example --memory 4G")
+            }
+            let lab = Lab()
+            let kernel = try lab.kernel(image: kernelOptions.image, kernelPath: kernelOptions.kernel, configPath: kernelOptions.config)
+            var spec = MachineSpec(memory: memory, type: machine)
+            spec.cpuModel = cpu
+            let initrdPath: String?
+            if initrdSize == nil {
+                do { initrdPath = try lab.initramfs.ensure(.agent(lab.paths.agentBinary)) } catch let e as LabError {
+                    throw LabError(.input, "cannot tell the initrd size: \(e.message)", hint: "pass --initrd-size (for example --initrd-size 9101824)")
+                }
+            } else {
+                initrdPath = nil
+            }
+            var plan = QEMUPlan(machine: spec, kernel: kernel.kernel, initrd: initrdPath,
+                                commandLine: kernel.commandLine.appending(KernelCommandLine(parsing: parameters.joined(separator: " "))))
+            plan.agentSocket = nil
+            guard var input = OracleRuntime.input(kernel: kernel, plan: plan) else {
+                throw LabError(.input, "cannot tell the kernel version of \(kernel.name): its .config has no `# Linux/x86 X.Y.Z Kernel Configuration` header",
+                               hint: "pass --config with the kernel's .config")
+            }
+            if let initrdSize { input.initrdSize = initrdSize.bytes }
+            let p = Oracle.predict(input)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try encoder.encode(p), as: UTF8.self))
+                return
+            }
+            print(Self.render(p, image: kernel.name, commandLine: plan.effectiveCommandLine))
+        }
+    }
+
+    static func render(_ p: CMAPrediction, image: String, commandLine: KernelCommandLine) -> String {
+        var out = ["\(image) (Linux \(p.kernel)) on \(p.machine), command line `\(commandLine)`", "", "prediction: \(p.summary)"]
+        if let a = p.area {
+            out.append("  area `\(a.name)`: \(a.sizeMiB) MiB, base " + (a.exact ? hexString(a.baseMin)
+                : "between \(hexString(a.baseMin)) and \(hexString(a.baseMax))") + (a.node.map { ", node \($0)" } ?? ""))
+        }
+        if !p.messages.isEmpty {
+            out += ["", "the kernel will print:"]
+            out += p.messages.map { "  \($0)" }
+        }
+        if !p.unknownParameters.isEmpty {
+            out += ["", "unknown to this kernel (passed to init): \(p.unknownParameters.joined(separator: " "))"]
+        }
+        if !p.otherAreas.isEmpty {
+            out += ["", "other CMA parameters:"]
+            out += p.otherAreas.map { "  - \($0)" }
+        }
+        if !p.warnings.isEmpty {
+            out += ["", "warnings:"]
+            out += p.warnings.map { "  - \($0)" }
+        }
+        out += ["", "why:"]
+        out += p.reasoning.map { "  - \($0)" }
+        out += ["", "assumptions:"]
+        out += p.assumptions.map { "  - \($0)" }
+        return out.joined(separator: "\n")
+    }
+
+    static func hexString(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+}
