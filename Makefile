@@ -7,7 +7,7 @@ CMALAB_DEBUG := .build/debug/cmalab
 # The guest agent: fully static, in its own build folder (static linking flags apply to a whole build).
 AGENT := .build-agent/release/cmalab-agent
 # Images the integration tests boot.
-TEST_IMAGES := cma-6.12 cma-6.12-uart nocma-6.12
+TEST_IMAGES := cma-6.12 cma-6.12-uart cma-6.12-nodmacma nocma-6.12
 
 .PHONY: lab test setup build agent images test-images unit clean help
 
@@ -18,7 +18,7 @@ help:
 ## The main job on the embedded defaults: every bundled profile on its image.
 lab: setup build agent
 	$(CMALAB) image build cma-6.12 nocma-6.12
-	$(CMALAB) run --json runs/results.json --junit runs/results.xml
+	$(CMALAB) run --json runs/results.json --junit runs/results.xml --html runs/report.html
 
 ## Every test: unit tests and the integration tests that boot real kernels.
 test: setup agent test-images

@@ -75,7 +75,19 @@ public final class MatrixRunner: @unchecked Sendable {
             resolved = accel
         }
         let results = Mutex<[Int: Verdict]>([:])
-        parallel(Array(cells.indices), width: min(jobs, cells.count)) { i in
+        // Longest first (by each cell's last wall time; cells never timed first of all): with N jobs the
+        // last cells to finish are then short ones, so no job idles while one long cell runs alone.
+        let timings = CellTimings(file: lab.paths.cache + "/cell-seconds")
+        let known = timings.load()
+        let order = cells.indices.sorted { a, b in
+            let ta = known[cells[a].id] ?? .infinity, tb = known[cells[b].id] ?? .infinity
+            return ta != tb ? ta > tb : a < b
+        }
+        defer {
+            let measured = results.withLock { r in r.values.filter { $0.kind != .error }.map { ($0.key, $0.seconds) } }
+            timings.save(measured)
+        }
+        parallel(order, width: min(jobs, cells.count)) { i in
             let cell = cells[i]
             if Signals.pending != 0 { return }
             self.onEvent?(.cellStarted(cell))
@@ -118,5 +130,31 @@ public final class MatrixRunner: @unchecked Sendable {
             t.start()
         }
         group.wait()
+    }
+}
+
+/// The last wall time of each matrix cell (`<seconds> <cell id>` lines in the cache), for scheduling.
+struct CellTimings {
+    let file: String
+
+    func load() -> [String: Double] {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return [:] }
+        var out: [String: Double] = [:]
+        for line in text.split(separator: "\n") {
+            guard let space = line.firstIndex(of: " "), let s = Double(line[..<space]), s.isFinite, s >= 0 else { continue }
+            out[String(line[line.index(after: space)...])] = s
+        }
+        return out
+    }
+
+    /// Merges `measured` into the file (written whole through a temporary file and rename).
+    func save(_ measured: [(String, Double)]) {
+        guard !measured.isEmpty else { return }
+        var all = load()
+        for (id, s) in measured where s.isFinite { all[id] = s }
+        let text = all.keys.sorted().map { String(format: "%.2f ", all[$0]!) + $0 }.joined(separator: "\n") + "\n"
+        let tmp = file + ".\(getpid())"
+        guard (try? text.write(toFile: tmp, atomically: false, encoding: .utf8)) != nil else { return }
+        if rename(tmp, file) != 0 { unlink(tmp) }
     }
 }

@@ -26,14 +26,7 @@ struct MatrixCommand: ParsableCommand {
     @Option(name: .long, help: "Run only shard K of N (e.g. 1/2).")
     var shard: String?
 
-    @Option(name: .long, help: "Write the results as JSON (schema in docs/results-schema.md).")
-    var json: String?
-
-    @Option(name: .long, help: "Write the results as JUnit XML (one testsuite per image).")
-    var junit: String?
-
-    @Option(name: .long, help: "Write an HTML report: the images × profiles grid, differences between images, a memory map per cell.")
-    var html: String?
+    @OptionGroup var results: ResultsOptions
 
     @Option(name: .long, help: "Accelerator: auto, kvm or tcg.")
     var accel: AccelChoice = .auto
@@ -90,15 +83,9 @@ struct MatrixCommand: ParsableCommand {
             display.start()
             let verdicts = try runner.run(cells, imageFailures: failures)
             display.stop()
-            let useColor = isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-            print(Report.table(verdicts, color: useColor), terminator: "")
+            try results.report(verdicts, started: started, accel: accel, title: "cmalab matrix \(spec.name)")
             printErr(String(format: "cmalab: %d cell(s) in %.1f s with %d job(s); run directories under %@",
                             verdicts.count, Date().timeIntervalSince(started), jobs, lab.paths.runs))
-            let meta = ReportMeta(cmalabVersion: CMALab.version, started: ISO8601DateFormatter().string(from: started),
-                                  host: ProcessInfo.processInfo.hostName, accelerator: verdicts.first?.observations?.accelerator ?? accel.rawValue)
-            if let json { try Files.writePublic(try Report.json(verdicts, meta: meta), to: json) }
-            if let junit { try Files.writePublic(Array(Report.junit(verdicts).utf8), to: junit) }
-            if let html { try HTMLPageWriter.write(verdicts, meta: meta, title: "cmalab matrix \(spec.name)", to: html) }
             allPassed = verdicts.count == cells.count && verdicts.allSatisfy { $0.kind == .pass }
         }
         if !allPassed { throw ExitCode(1) }

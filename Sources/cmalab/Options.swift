@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import LabCore
 import LabRuntime
 
@@ -61,4 +62,37 @@ struct MachineOptions: ParsableArguments {
         r.transport = transport
         return r
     }
+}
+
+/// Where `run` and `matrix` write their results, besides the table on stdout.
+struct ResultsOptions: ParsableArguments {
+    @Option(name: .long, help: "Write the results as JSON (schema in docs/results-schema.md).")
+    var json: String?
+
+    @Option(name: .long, help: "Write the results as JUnit XML (one testsuite per image).")
+    var junit: String?
+
+    @Option(name: .long, help: "Write an HTML report: a memory map per run, verdicts, meminfo, CMA areas (docs/html-report.md).")
+    var html: String?
+
+    /// Prints the table, then writes the files asked for.
+    func report(_ verdicts: [Verdict], started: Date, accel: AccelChoice, title: String) throws(LabError) {
+        printTable(verdicts)
+        let meta = ReportMeta(cmalabVersion: CMALab.version, started: ISO8601DateFormatter().string(from: started),
+                              host: ProcessInfo.processInfo.hostName,
+                              accelerator: verdicts.lazy.compactMap { $0.observations?.accelerator }.first ?? accel.rawValue)
+        if let json {
+            let bytes: [UInt8]
+            do { bytes = try Report.json(verdicts, meta: meta) } catch { throw LabError(.io, "cannot encode the results as JSON: \(error)") }
+            try Files.writePublic(bytes, to: json)
+        }
+        if let junit { try Files.writePublic(Array(Report.junit(verdicts).utf8), to: junit) }
+        if let html { try HTMLPageWriter.write(verdicts, meta: meta, title: title, to: html) }
+    }
+}
+
+/// The verdict table on stdout: colour only on a terminal, never with NO_COLOR.
+func printTable(_ verdicts: [Verdict]) {
+    let useColor = isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+    print(Report.table(verdicts, color: useColor), terminator: "")
 }

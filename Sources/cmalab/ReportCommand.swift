@@ -34,26 +34,9 @@ struct ReportMergeCommand: ParsableCommand {
     func run() throws {
         var allPassed = true
         try runReportingErrors {
-            var inputs: [(name: String, verdicts: [Verdict])] = []
-            var metas: [ReportMeta] = []
-            for f in files {
-                let bytes = try Files.readBytes(f)
-                do {
-                    let (v, meta) = try Report.decodeResults(bytes)
-                    inputs.append((f, v)); metas.append(meta)
-                } catch {
-                    throw LabError(.input, "\(f): \(error)", hint: "give files written by `cmalab run --json` or `cmalab matrix --json`")
-                }
-            }
-            let merged: [Verdict]
-            do throws(ReportError) { merged = try Report.merge(inputs) } catch { throw LabError(.input, error.description) }
-            let useColor = isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-            print(Report.table(merged, color: useColor), terminator: "")
+            let (merged, meta) = try ResultsFiles.load(files)
+            printTable(merged)
             printErr("merged \(files.count) file(s): \(merged.count) result(s)")
-            let first = metas.map(\.started).min() ?? ""
-            let hosts = Array(Set(metas.map(\.host))).sorted().joined(separator: ",")
-            let accels = Array(Set(metas.map(\.accelerator))).sorted().joined(separator: ",")
-            let meta = ReportMeta(cmalabVersion: CMALab.version, started: first, host: hosts, accelerator: accels)
             if let json { try Files.writePublic(try Report.json(merged, meta: meta), to: json) }
             if let junit { try Files.writePublic(Array(Report.junit(merged).utf8), to: junit) }
             allPassed = merged.allSatisfy { $0.kind == .pass }
@@ -84,30 +67,36 @@ struct ReportHTMLCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            var inputs: [(name: String, verdicts: [Verdict])] = []
-            var metas: [ReportMeta] = []
-            for f in files {
-                let bytes = try Files.readBytes(f)
-                do {
-                    let (v, meta) = try Report.decodeResults(bytes)
-                    inputs.append((f, v)); metas.append(meta)
-                } catch {
-                    throw LabError(.input, "\(f): \(error)", hint: "give files written by `cmalab run --json` or `cmalab matrix --json`")
-                }
-            }
-            var verdicts = inputs[0].verdicts
-            if inputs.count > 1 {
-                do throws(ReportError) { verdicts = try Report.merge(inputs) } catch { throw LabError(.input, error.description) }
-            }
+            let (verdicts, meta) = try ResultsFiles.load(files)
             let path = output ?? (files[0].hasSuffix(".json") ? String(files[0].dropLast(5)) : files[0]) + ".html"
-            let meta = metas.count == 1 ? metas[0] : ReportMeta(
-                cmalabVersion: CMALab.version, started: metas.map(\.started).min() ?? "",
-                host: Array(Set(metas.map(\.host))).sorted().joined(separator: ","),
-                accelerator: Array(Set(metas.map(\.accelerator))).sorted().joined(separator: ","))
             let title = "cmalab report: " + files.map { Path.basename($0) }.joined(separator: ", ")
             try HTMLPageWriter.write(verdicts, meta: meta, title: title, to: path)
             printErr("wrote \(path): \(verdicts.count) result(s)")
         }
+    }
+}
+
+/// Results files (`--json` output) read back: one file as it is, several merged (overlaps refused).
+enum ResultsFiles {
+    static func load(_ files: [String]) throws(LabError) -> ([Verdict], ReportMeta) {
+        var inputs: [(name: String, verdicts: [Verdict])] = []
+        var metas: [ReportMeta] = []
+        for f in files {
+            let bytes = try Files.readBytes(f)
+            do {
+                let (v, meta) = try Report.decodeResults(bytes)
+                inputs.append((f, v)); metas.append(meta)
+            } catch {
+                throw LabError(.input, "\(f): \(error)", hint: "give files written by `cmalab run --json` or `cmalab matrix --json`")
+            }
+        }
+        if inputs.count == 1 { return (inputs[0].verdicts, metas[0]) }
+        let merged: [Verdict]
+        do throws(ReportError) { merged = try Report.merge(inputs) } catch { throw LabError(.input, error.description) }
+        let meta = ReportMeta(cmalabVersion: CMALab.version, started: metas.map(\.started).min() ?? "",
+                              host: Array(Set(metas.map(\.host))).sorted().joined(separator: ","),
+                              accelerator: Array(Set(metas.map(\.accelerator))).sorted().joined(separator: ","))
+        return (merged, meta)
     }
 }
 

@@ -20,14 +20,7 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: "Run on this image instead of each profile's own (repeat for several).")
     var image: [String] = []
 
-    @Option(name: .long, help: "Write the results as JSON (schema in docs/results-schema.md).")
-    var json: String?
-
-    @Option(name: .long, help: "Write the results as JUnit XML (one testsuite per image).")
-    var junit: String?
-
-    @Option(name: .long, help: "Write an HTML report: a memory map per run, verdicts, meminfo, CMA areas (docs/html-report.md).")
-    var html: String?
+    @OptionGroup var results: ResultsOptions
 
     @Option(name: .long, help: "Accelerator: auto, kvm or tcg.")
     var accel: AccelChoice = .auto
@@ -55,14 +48,8 @@ struct RunCommand: ParsableCommand {
                 printErr("[\(i + 1)/\(cells.count)] \(v.kind.rawValue.uppercased()) \(profile.name) on \(img) in \(String(format: "%.1f", v.seconds)) s\(why.isEmpty ? "" : ": \(why)")")
                 verdicts.append(v)
             }
-            let useColor = isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-            print(Report.table(verdicts, color: useColor), terminator: "")
+            try results.report(verdicts, started: started, accel: accel, title: "cmalab run: \(verdicts.count) profile run(s)")
             printErr(String(format: "cmalab: %d run(s) in %.1f s; run directories under %@", verdicts.count, Date().timeIntervalSince(started), lab.paths.runs))
-            let meta = ReportMeta(cmalabVersion: CMALab.version, started: ISO8601DateFormatter().string(from: started),
-                                  host: ProcessInfo.processInfo.hostName, accelerator: accel.rawValue)
-            if let json { try Files.writePublic(try Report.json(verdicts, meta: meta), to: json) }
-            if let junit { try Files.writePublic(Array(Report.junit(verdicts).utf8), to: junit) }
-            if let html { try HTMLPageWriter.write(verdicts, meta: meta, title: "cmalab run: \(verdicts.count) profile run(s)", to: html) }
             allPassed = verdicts.allSatisfy { $0.kind == .pass }
         }
         if !allPassed { throw ExitCode(1) }
