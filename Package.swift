@@ -18,7 +18,9 @@ let package = Package(
         // Pure lab logic: parsers, planners, profile model, evaluation, reports. No I/O.
         .target(name: "LabCore", dependencies: ["LabProtocol", .product(name: "Yams", package: "Yams")]),
         // Effects: processes, QEMU sessions, kernel builds, initramfs, caches, agent client.
-        .target(name: "LabRuntime", dependencies: ["LabCore", "LabProtocol"]),
+        // libvirt's C API (pkg-config `libvirt`, Debian's libvirt-dev), for the libvirt backend.
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        .target(name: "LabRuntime", dependencies: ["LabCore", "LabProtocol", "CLibvirt"]),
         // The command-line tool: one file per subcommand.
         .executableTarget(name: "cmalab", dependencies: [
             "LabRuntime", "LabCore",
@@ -28,6 +30,8 @@ let package = Package(
         .target(name: "AgentCore", dependencies: ["LabProtocol"]),
         // PID 1 in the guest; linked with -static-executable by the Makefile.
         .executableTarget(name: "cmalab-agent", dependencies: ["AgentCore"]),
+        // libFuzzer target for the parsers (`make fuzz`); a plain build replays inputs from files.
+        .executableTarget(name: "cmalab-fuzz", dependencies: ["LabCore", "LabProtocol"]),
 
         .testTarget(name: "LabProtocolTests", dependencies: ["LabProtocol"]),
         .testTarget(name: "LabCoreTests", dependencies: ["LabCore"], resources: [.copy("Fixtures")]),

@@ -8,12 +8,16 @@ import LabProtocol
 /// the console: a panic before the agent is up is reported as such, with the console tail, never as a
 /// bare timeout. What the guest sends is bounded by the frame decoder's payload limit.
 public final class AgentClient: @unchecked Sendable {
-    public let machine: QEMUMachine
+    public let machine: any Machine
     public let socketPath: String
     public private(set) var hello: AgentHello?
     /// When the ready event arrived.
     public private(set) var readyAt: Date?
     public private(set) var closed = false
+    /// Bytes on the channel that are not frames, at most; a guest that sends more is flooding it.
+    public var garbageLimit: UInt64 = 64 << 20
+    /// Set when the guest flooded the channel (the client then stops reading it).
+    public private(set) var flooded: String?
     /// Events other than `ready` (agent log lines, fatal reasons), oldest first, at most 1000.
     public private(set) var events: [AgentEvent] = []
 
@@ -23,7 +27,7 @@ public final class AgentClient: @unchecked Sendable {
     private var nextID: UInt32 = 1
     private var buffer = [UInt8](repeating: 0, count: 65536)
 
-    public init(machine: QEMUMachine, socketPath: String) {
+    public init(machine: any Machine, socketPath: String) {
         self.machine = machine
         self.socketPath = socketPath
     }
@@ -144,6 +148,12 @@ public final class AgentClient: @unchecked Sendable {
             if n > 0 {
                 decoder.feed(buffer[0..<n])
                 while let frame = decoder.next() { dispatch(frame) }
+                if decoder.stats.skippedBytes > garbageLimit {
+                    flooded = "the guest flooded the agent channel with more than \(ByteSize(bytes: garbageLimit)) that are not frames (\(decoder.stats.badChecksums) bad checksums, \(decoder.stats.oversizeFrames) oversize headers)"
+                    closed = true
+                    machine.agentFD = -1
+                    return
+                }
                 continue
             }
             if n == 0 || (errno != EAGAIN && errno != EINTR) {
@@ -183,6 +193,7 @@ public final class AgentClient: @unchecked Sendable {
             _ = try? machine.runLoop(until: Date().addingTimeInterval(5))
         }
         let tail = machine.console.tail.suffix(25).joined(separator: "\n")
+        if let flooded { return LabError(.agent, "\(flooded)\n--- console tail ---\n\(tail)") }
         if let fatal = events.compactMap({ if case .fatal(let m) = $0 { return m } else { return nil } }).last {
             return LabError(.agent, "the agent failed: \(fatal)")
         }

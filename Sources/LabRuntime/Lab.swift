@@ -12,6 +12,8 @@ public struct BootRequest: Sendable {
     public var initScript: String?
     /// Force a transport; nil picks virtio when the kernel has CONFIG_VIRTIO_CONSOLE=y, else the UART.
     public var transport: AgentTransport?
+    /// What runs the guest: cmalab's own QEMU (default) or a libvirt daemon.
+    public var backend: Backend = .qemu
     public var runName: String
     /// Echo each console line (to the terminal).
     public var onConsoleLine: (@Sendable (String) -> Void)?
@@ -25,12 +27,12 @@ public struct BootRequest: Sendable {
 public final class BootSession: @unchecked Sendable {
     public let kernel: BuiltKernel
     public let plan: QEMUPlan
-    public let machine: QEMUMachine
+    public let machine: any Machine
     public let agent: AgentClient?
     public let run: RunDirectory
     public let accelNotice: String?
 
-    init(kernel: BuiltKernel, plan: QEMUPlan, machine: QEMUMachine, agent: AgentClient?, run: RunDirectory, accelNotice: String?) {
+    init(kernel: BuiltKernel, plan: QEMUPlan, machine: any Machine, agent: AgentClient?, run: RunDirectory, accelNotice: String?) {
         self.kernel = kernel; self.plan = plan; self.machine = machine; self.agent = agent; self.run = run; self.accelNotice = accelNotice
     }
 
@@ -118,7 +120,14 @@ public final class Lab: @unchecked Sendable {
         } else {
             initrd = try initramfs.ensure(.agent(paths.agentBinary))
         }
-        let (accel, notice) = try AccelProbe(paths: paths).resolve(request.accel, kernel: kernel.kernel)
+        // libvirt guests are TCG (`<domain type='qemu'>`); the KVM probe is for the local QEMU backend.
+        let (accel, notice): (Accelerator, String?)
+        if case .libvirt = request.backend {
+            guard request.accel != .kvm else { throw LabError(.input, "the libvirt backend runs guests under TCG only", hint: "drop --accel kvm, or use --backend qemu") }
+            (accel, notice) = (.tcg, nil)
+        } else {
+            (accel, notice) = try AccelProbe(paths: paths).resolve(request.accel, kernel: kernel.kernel)
+        }
         if let notice, Self.noticesShown.withLock({ $0.insert(notice).inserted }) { progress.note("cmalab: \(notice)") }
 
         let run = try RunDirectory(root: paths.runs, name: request.runName)
@@ -130,9 +139,20 @@ public final class Lab: @unchecked Sendable {
             plan.agentSocket = run.socket("agent.sock")
             plan.agentTransport = request.transport ?? Self.transport(for: config)
         }
-        let machine = try QEMUMachine(plan: plan, run: run)
+        if let qemu = ProcessInfo.processInfo.environment["CMALAB_QEMU"], !qemu.isEmpty { plan.binary = qemu }
+        let machine: any Machine
+        switch request.backend {
+        case .qemu: machine = try QEMUMachine(plan: plan, run: run)
+        case .libvirt(let uri): machine = try LibvirtMachine(plan: plan, run: run, uri: uri)
+        }
+        if let limit = ProcessInfo.processInfo.environment["CMALAB_CONSOLE_LIMIT"].flatMap({ try? ByteSize.parse($0) }) {
+            machine.consoleLimit = Int(clamping: limit.bytes)
+        }
         machine.onConsoleLine = request.onConsoleLine
         let agent = plan.agentSocket.map { AgentClient(machine: machine, socketPath: $0) }
+        if let limit = ProcessInfo.processInfo.environment["CMALAB_CHANNEL_LIMIT"].flatMap({ try? ByteSize.parse($0) }) {
+            agent?.garbageLimit = limit.bytes
+        }
         return BootSession(kernel: kernel, plan: plan, machine: machine, agent: agent, run: run, accelNotice: notice)
     }
 

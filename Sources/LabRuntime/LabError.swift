@@ -16,6 +16,7 @@ public struct LabError: Error, CustomStringConvertible, Sendable {
         case interrupted        // SIGINT / SIGTERM
         case io                 // a file or socket operation failed
         case preflight          // the image cannot run this profile
+        case libvirt            // libvirt refused a call (connect, domain, stream, storage)
     }
 
     public var code: Code

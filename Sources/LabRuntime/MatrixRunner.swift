@@ -35,6 +35,9 @@ public final class MatrixRunner: @unchecked Sendable {
     public var jobs: Int
     public var buildJobs = 2
     public var accel: AccelChoice = .auto
+    /// Where the cells run: QEMU here (default), or libvirt daemons; with several, cell k of the run order
+    /// goes to backends[k % count], so a matrix spreads over a pool of libvirt hosts.
+    public var backends: [Backend] = [.qemu]
     public var onEvent: (@Sendable (MatrixEvent) -> Void)?
 
     public init(lab: Lab, jobs: Int) { self.lab = lab; self.jobs = max(1, jobs) }
@@ -67,9 +70,13 @@ public final class MatrixRunner: @unchecked Sendable {
         let resolved: AccelChoice
         if let first = cells.first(where: { imageFailures[$0.image] == nil }) {
             let kernel = try lab.kernel(image: first.image)
-            let (a, notice) = try AccelProbe(paths: lab.paths).resolve(accel, kernel: kernel.kernel)
-            if let notice { lab.progress.note("cmalab: \(notice)") }
-            resolved = a == .kvm ? .kvm : .tcg
+            if backends.contains(.qemu) {
+                let (a, notice) = try AccelProbe(paths: lab.paths).resolve(accel, kernel: kernel.kernel)
+                if let notice { lab.progress.note("cmalab: \(notice)") }
+                resolved = a == .kvm ? .kvm : .tcg
+            } else {
+                resolved = .tcg
+            }
             _ = try lab.initramfs.ensure(.agent(lab.paths.agentBinary))
         } else {
             resolved = accel
@@ -98,6 +105,7 @@ public final class MatrixRunner: @unchecked Sendable {
             } else {
                 let runner = ProfileRunner(lab: self.lab)
                 runner.accel = resolved
+                runner.backend = self.backends.isEmpty ? .qemu : self.backends[(order.firstIndex(of: i) ?? i) % self.backends.count]
                 runner.runName = cell.id
                 v = runner.run(cell.profile, image: cell.image)
             }

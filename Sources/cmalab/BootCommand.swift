@@ -16,6 +16,7 @@ struct BootCommand: ParsableCommand {
 
     @OptionGroup var kernelOptions: KernelOptions
     @OptionGroup var machine: MachineOptions
+    @OptionGroup var backendOptions: BackendOptions
 
     @Flag(name: .long, help: "Do not stream the console.")
     var quiet = false
@@ -37,6 +38,7 @@ struct BootCommand: ParsableCommand {
             let lab = Lab()
             let kernel = try lab.kernel(image: kernelOptions.image, kernelPath: kernelOptions.kernel, configPath: kernelOptions.config)
             var request = machine.request(name: "boot-\(kernel.name)")
+            request.backend = try backendOptions.single()
             if let initScript {
                 guard let text = try? String(contentsOfFile: initScript, encoding: .utf8) else {
                     throw LabError(.input, "cannot read --init-script \(initScript)")

@@ -1,0 +1,244 @@
+import Foundation
+import LabCore
+import Synchronization
+
+/// One boot as a transient libvirt domain, on a local or remote libvirtd.
+///
+/// The kernel and initramfs go to the libvirt host as volumes of the `cmalab` storage pool (uploaded
+/// once per file and host). The domain is created paused with AUTODESTROY (libvirtd destroys it if cmalab
+/// dies and its connection closes), the console and the agent channel are opened as streams, then the
+/// guest starts. Pumps in libvirt's event-loop thread bridge the streams into what the rest of cmalab
+/// already reads: the console into a pipe this loop reads like QEMU's stdout; the channel into a Unix
+/// socket in the run's socket directory that `AgentClient` connects to like QEMU's. `stop()` always
+/// destroys the domain.
+public final class LibvirtMachine: Machine, @unchecked Sendable {
+    public let plan: QEMUPlan
+    public let run: RunDirectory
+    public let connection: LibvirtConnection
+    public let domain: LibvirtDomain
+    public let xml: String
+    public private(set) var console = ConsoleWatcher()
+    public private(set) var exit: MachineExit?
+    public private(set) var started = Date()
+
+    public var consoleLimit = 64 << 20
+    public var onConsoleLine: ((String) -> Void)?
+    public var agentFD: Int32 = -1
+    public var onAgentReadable: (() -> Void)?
+
+    private let consoleStream: LibvirtStream
+    private let channelStream: LibvirtStream?
+    private var pumps: [StreamPump] = []
+    private let consoleLog: FileHandle
+    private var consoleFD: Int32 = -1
+    private var consoleBytesLogged = 0
+    private var consoleEOF = false
+    private var crashSeenAt: Date?
+    private var lastStateCheck = Date.distantPast
+    private var gone = false
+    private var stopped = false
+    public private(set) var consoleFlooded = false
+
+    /// Creates the domain and starts the guest. `plan.agentSocket` (if set) is where the agent bridge listens.
+    public init(plan: QEMUPlan, run: RunDirectory, uri: String) throws(LabError) {
+        try plan.validateOrThrow()
+        self.plan = plan
+        self.run = run
+        for f in [plan.kernel] + (plan.initrd.map { [$0] } ?? []) where !Files.exists(f) {
+            throw LabError(.imageNotFound, "\(f) does not exist", hint: "build the image first with `cmalab image build`")
+        }
+        if plan.agentSocket != nil, plan.agentTransport == .uart {
+            throw LabError(.input, "the libvirt backend has no UART agent transport", hint: "use an image with CONFIG_VIRTIO_CONSOLE=y, or --backend qemu")
+        }
+        let conn = try LibvirtConnection(uri: uri)
+        connection = conn
+        if ProcessInfo.processInfo.environment["CMALAB_LIBVIRT_NO_REAP"] == nil { conn.destroyOrphans() }
+        // The files go to the libvirt host (the same path for a local and a remote daemon).
+        let kernel = try conn.volume(for: plan.kernel)
+        let initrd = try plan.initrd.map { f throws(LabError) in try conn.volume(for: f) }
+        let spec = LibvirtDomainXML(name: LibvirtDomainXML.domainName(forRun: plan.name ?? Path.basename(run.path)),
+                                    machine: plan.machine, kernel: kernel, initrd: initrd,
+                                    commandLine: plan.effectiveCommandLine.description, agent: plan.agentSocket != nil,
+                                    ownerHost: ProcessInfo.processInfo.hostName, ownerPID: getpid())
+        xml = spec.render()
+        try run.write("libvirt-domain.xml", xml)
+        try run.write("libvirt.uri", uri + "\n")
+        FileManager.default.createFile(atPath: run.file("console.log"), contents: nil)
+        guard let log = FileHandle(forWritingAtPath: run.file("console.log")) else { throw LabError.posix("cannot open", run.file("console.log")) }
+        consoleLog = log
+
+        let dom = try conn.createPaused(xml: xml)
+        domain = dom
+        // From here on every failure destroys the domain before it is thrown.
+        do throws(LabError) {
+            consoleStream = try dom.openConsole()
+            channelStream = try plan.agentSocket == nil ? nil : dom.openChannel(LibvirtDomainXML.agentChannel)
+        } catch {
+            try? dom.destroy()
+            throw error
+        }
+        do throws(LabError) {
+            try startConsoleBridge()
+            if let socket = plan.agentSocket, let channelStream { try startChannelBridge(socket: socket, stream: channelStream) }
+            started = Date()
+            try dom.resume()
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    deinit {
+        stop()
+        try? consoleLog.close()
+        if consoleFD >= 0 { close(consoleFD) }
+    }
+
+    public var isRunning: Bool { !gone && !stopped && domain.isActive }
+
+    /// QEMU's pid when libvirtd runs on this machine (from libvirt's pid file), else -1.
+    public var pid: pid_t {
+        guard let text = try? String(contentsOfFile: "/run/libvirt/qemu/\(domain.name).pid", encoding: .utf8) else { return -1 }
+        return pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+    public var uptime: TimeInterval { Date().timeIntervalSince(started) }
+
+    @discardableResult
+    public func runLoop(until deadline: Date, _ condition: () -> Bool) throws(LabError) -> Bool {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            if condition() { return true }
+            if exit != nil { return false }
+            if Signals.pending != 0 {
+                stop()
+                try Signals.check()
+            }
+            let now = Date()
+            if now >= deadline { return condition() }
+            if let at = crashSeenAt, now.timeIntervalSince(at) > (console.crash?.kind == .panic ? 3 : 1.5) {
+                stop(); exit = .crashed(console.crash!); return false
+            }
+            var fds = [pollfd(fd: consoleEOF ? -1 : consoleFD, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: agentFD, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: Signals.fd, events: Int16(POLLIN), revents: 0)]
+            let waitMs = Int32(max(1, min(50, deadline.timeIntervalSince(now) * 1000)))
+            _ = Glibc.poll(&fds, nfds_t(fds.count), waitMs)
+            if fds[0].revents != 0 { readConsole(&buf) }
+            if fds[1].revents != 0 { onAgentReadable?() }
+            if consoleFlooded {
+                stop()
+                exit = .qemuFailed("the guest flooded the console with more than \(consoleLimit >> 20) MiB; stopped it")
+                return false
+            }
+            // A transient domain vanishes when the guest powers off or panics (on_poweroff/on_reboot destroy).
+            if consoleEOF || Date().timeIntervalSince(lastStateCheck) > 0.25 {
+                lastStateCheck = Date()
+                if domain.guestEnded { finishAfterExit(&buf); return condition() }
+            }
+        }
+    }
+
+    public func waitForExit(timeout: TimeInterval) throws(LabError) -> MachineExit {
+        try runLoop(until: started.addingTimeInterval(timeout))
+        if let exit { return exit }
+        stop()
+        let e = MachineExit.timedOut(seconds: timeout)
+        exit = e
+        return e
+    }
+
+    /// Destroys the domain (if it still runs), ends the streams and the bridges, drains the console.
+    public func stop() {
+        if !stopped {
+            stopped = true
+            try? domain.destroy()
+            // Let the pumps pass on what the guest sent last (the end of a panic trace) before they stop.
+            var buf = [UInt8](repeating: 0, count: 65536)
+            drainConsole(&buf)
+            for p in pumps { p.stop() }
+            consoleStream.close()
+            channelStream?.close()
+        }
+        var buf = [UInt8](repeating: 0, count: 65536)
+        drainConsole(&buf)
+    }
+
+    private func finishAfterExit(_ buf: inout [UInt8]) {
+        gone = true
+        drainConsole(&buf)
+        stop()
+        guard exit == nil else { return }
+        exit = console.crash.map { .crashed($0) } ?? .poweredOff
+    }
+
+    private func drainConsole(_ buf: inout [UInt8]) {
+        guard consoleFD >= 0 else { return }
+        while !consoleEOF {
+            var fd = [pollfd(fd: consoleFD, events: Int16(POLLIN), revents: 0)]
+            guard Glibc.poll(&fd, 1, 100) > 0 else { break }
+            readConsole(&buf)
+        }
+        if let last = console.finish() { onConsoleLine?(last) }
+    }
+
+    private func readConsole(_ buf: inout [UInt8]) {
+        let n = read(consoleFD, &buf, buf.count)
+        if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) { consoleEOF = true; return }
+        guard n > 0 else { return }
+        let chunk = buf[0..<n]
+        if consoleBytesLogged < consoleLimit {
+            let keep = min(n, consoleLimit - consoleBytesLogged)
+            consoleLog.write(Data(chunk.prefix(keep)))
+            consoleBytesLogged += keep
+        } else {
+            consoleFlooded = true
+        }
+        let hadCrash = console.crash != nil
+        for line in console.feed(chunk) { onConsoleLine?(line) }
+        if !hadCrash, console.crash != nil { crashSeenAt = Date() }
+    }
+
+    // MARK: - Bridges
+
+    /// Console stream -> pipe (read by the loop); the pump closes the pipe when the stream ends.
+    private func startConsoleBridge() throws(LabError) {
+        var p: [Int32] = [-1, -1]
+        guard makePipe(&p) else { throw LabError.posix("cannot create a pipe for", "the console") }
+        for fd in p { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        consoleFD = p[0]
+        let pump = StreamPump(stream: consoleStream)
+        pumps.append(pump)
+        do throws(LabError) { try pump.start(output: p[1], owns: true) } catch { close(p[1]); throw error }
+    }
+
+    /// Channel stream <-> the one connection accepted on a Unix socket at `path` (AgentClient's).
+    private func startChannelBridge(socket path: String, stream: LibvirtStream) throws(LabError) {
+        let listener = try Self.listen(path)
+        let pump = StreamPump(stream: stream)
+        pumps.append(pump)
+        do throws(LabError) {
+            try pump.start(output: -1, owns: false)
+            try pump.serve(listener: listener)
+        } catch {
+            close(listener)
+            throw error
+        }
+    }
+
+    private static func listen(_ path: String) throws(LabError) -> Int32 {
+        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard s >= 0 else { throw LabError.posix("cannot create a socket at", path) }
+        _ = fcntl(s, F_SETFD, FD_CLOEXEC)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { close(s); throw LabError(.io, "socket path too long: \(path)") }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        unlink(path)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0, Glibc.listen(s, 1) == 0 else { let e = errno; close(s); throw LabError.posix("cannot listen on", path, errno: e) }
+        return s
+    }
+}
