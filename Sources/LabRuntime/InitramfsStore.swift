@@ -8,14 +8,19 @@ import LabCore
 /// busybox-static with a link for every applet, plus the mount points the agent uses.
 public final class InitramfsStore: @unchecked Sendable {
     let paths: LabPaths
-    static let layoutVersion = "cmalab-initramfs-2"
+    static let layoutVersion = "cmalab-initramfs-3"
     public static let busyboxPath = "/bin/busybox"
 
     public init(paths: LabPaths) { self.paths = paths }
 
+    /// SWIFT_DETERMINISTIC_HASHING: Swift seeds its hashing with getrandom(2), which blocks until the
+    /// kernel's CRNG is ready; a TCG guest without an entropy source gets there only ~1.5 s after init
+    /// starts ("random: crng init done"). The agent hashes nothing an attacker chooses, so a fixed seed
+    /// is fine, and the agent is ready as soon as it starts.
     static let agentInit = """
         #!/bin/busybox sh
         /bin/busybox mount -t proc proc /proc
+        export SWIFT_DETERMINISTIC_HASHING=1
         exec /sbin/cmalab-agent
         """
 

@@ -185,12 +185,13 @@ public final class KernelStore: @unchecked Sendable {
         default: fatalError("not a build")
         }
         let out = paths.cache + "/build/\(recipe.prefix(24))"
+        var warmFrom: String?
         if !Files.exists(out + "/.config"), let seed = warmBuildDirectory(source: source) {
             // Start from the objects of another config of the same source: Kbuild tracks which files use
             // which CONFIG_ symbol, so only those recompile (a config variant takes about a minute, not five).
             progress.update("copying the objects of \(Path.basename(seed)) to start warm")
             try? FileManager.default.removeItem(atPath: out)
-            do { _ = try runCapturing(["cp", "-a", seed, out]) } catch {
+            do { _ = try runCapturing(["cp", "-a", seed, out]); warmFrom = Path.basename(seed) } catch {
                 try? FileManager.default.removeItem(atPath: out)
             }
         }
@@ -231,7 +232,7 @@ public final class KernelStore: @unchecked Sendable {
         try runLogged(make + ["-j\(jobs)", "bzImage"], log: log, step: "make bzImage")
         let kernel = try store(image, recipe: recipe, key: key, bzImage: out + "/arch/x86/boot/bzImage", config: out + "/.config",
                                buildLog: log, extraMeta: ["source=\(sourceID)", "build-seconds=\(Int(Date().timeIntervalSince(started)))",
-                                                          "ccache=\(useCcache)"])
+                                                          "ccache=\(useCcache)"] + (warmFrom.map { ["warm-from=\($0)"] } ?? []))
         progress.end("built \(image.name) in \(Self.duration(Date().timeIntervalSince(started))) -> \(kernel.kernel)")
         return kernel
     }

@@ -54,7 +54,10 @@ public struct LabPaths: Sendable {
 /// File helpers with errors that name the path.
 public enum Files {
     /// Writes a user-named output file (reports).
-    public static func writePublic(_ bytes: [UInt8], to path: String) throws(LabError) { try write(bytes, to: path) }
+    public static func writePublic(_ bytes: [UInt8], to path: String) throws(LabError) {
+        try mkdirs(Path.directory(of: path))
+        try write(bytes, to: path)
+    }
 
     public static func read(_ path: String) throws(LabError) -> String {
         do { return try String(contentsOfFile: path, encoding: .utf8) } catch {

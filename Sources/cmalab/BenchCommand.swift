@@ -8,7 +8,12 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Boot the same guest several times and print timing figures (medians).",
-        discussion: "Prints QEMU start to agent ready, and QEMU start to power off, over --runs boots."
+        discussion: """
+        Prints QEMU start to agent ready, and QEMU start to power off, over --runs boots. With --compare, runs \
+        the seed scenario three ways on the same kernel (TCG, --memory, --append): (a) bare QEMU with a busybox \
+        init doing it, (b) `cmalab run` of the seed profile, (c) virtme-ng if installed; prints medians, the \
+        ratios, agent-ready time, cmalab's own peak RSS, and the kernel cache's build figures.
+        """
     )
 
     @OptionGroup var kernelOptions: KernelOptions
@@ -16,6 +21,12 @@ struct BenchCommand: ParsableCommand {
 
     @Option(name: .long, help: "Number of boots.")
     var runs: Int = 5
+
+    @Flag(name: .long, help: "Compare bare QEMU, cmalab run and virtme-ng on the seed scenario.")
+    var compare = false
+
+    @Option(name: .long, help: "With --compare: the profile (b) runs (default: Profiles/seed-1g-at-1-2g.yaml).")
+    var profile: String?
 
     func validate() throws {
         guard (1...100).contains(runs) else { throw ValidationError("--runs must be between 1 and 100") }
@@ -25,6 +36,13 @@ struct BenchCommand: ParsableCommand {
         try runReportingErrors {
             let lab = Lab(progress: Progress(quiet: false))
             let kernel = try lab.kernel(image: kernelOptions.image, kernelPath: kernelOptions.kernel, configPath: kernelOptions.config)
+            if compare {
+                guard kernelOptions.kernel == nil else { throw LabError(.input, "--compare runs an image", hint: "use --image NAME") }
+                try CompareBench(lab: lab, kernel: kernel, imageName: kernelOptions.image ?? ImageCatalog.defaultImage, memory: machine.memory,
+                                 append: machine.append.isEmpty ? "cma=1G@1-2G" : machine.append, runs: runs,
+                                 profilePath: profile ?? lab.paths.profilesDirectory + "/seed-1g-at-1-2g.yaml").report()
+                return
+            }
             let initrd = try lab.initramfs.ensure(.agent(lab.paths.agentBinary))
             var ready: [Double] = []
             var total: [Double] = []

@@ -107,6 +107,13 @@ enum HTMLPageWriter {
         let cwd = FileManager.default.currentDirectoryPath
         let pageDirectory = Path.directory(of: Path.resolve(path, relativeTo: cwd))
         var input = HTMLReportInput(title: title, verdicts: verdicts, meta: meta)
+        // The oracle's predicted placement: the whole span the area may occupy ([lowest base, highest base + size)).
+        for v in verdicts {
+            if let a = v.oracle?.prediction.area, a.sizeBytes > 0 {
+                let kind = a.exact ? "exact" : "a \(a.sizeMiB) MiB area based anywhere in 0x\(String(a.baseMin, radix: 16))-0x\(String(a.baseMax, radix: 16))"
+                input.predictedPlacement[v.key] = MemoryRange(start: a.baseMin, end: a.baseMax + a.sizeBytes - 1, type: kind)
+            }
+        }
         for v in verdicts where !v.runDirectory.isEmpty {
             let dir = Path.resolve(v.runDirectory, relativeTo: cwd)
             input.runDirectoryHref[v.runDirectory] = HTMLReport.relativePath(from: pageDirectory, to: dir)

@@ -38,13 +38,14 @@ enum IT {
     struct CLIResult { var status: Int32; var stdout: String; var stderr: String; var seconds: Double }
 
     /// Runs the cmalab binary and collects its output.
-    static func runCLI(_ args: [String], stdin: String? = nil) throws -> CLIResult {
+    static func runCLI(_ args: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> CLIResult {
         let dir = NSTemporaryDirectory() + "cmalab-it-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let started = Date()
         let input: ChildProcess.Input = stdin.map { .file($0) } ?? .null
-        let p = try ChildProcess([cli] + args, stdin: input, stdout: .file(dir + "/out"), stderr: .file(dir + "/err"))
+        let envPrefix = environment.isEmpty ? [] : ["env"] + environment.keys.sorted().map { "\($0)=\(environment[$0]!)" }
+        let p = try ChildProcess(envPrefix + [cli] + args, stdin: input, stdout: .file(dir + "/out"), stderr: .file(dir + "/err"))
         let t = p.wait()
         let status: Int32
         switch t { case .exited(let c): status = c; case .signaled(let s): status = 128 + s }
