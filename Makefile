@@ -7,9 +7,9 @@ CMALAB_DEBUG := .build/debug/cmalab
 # The guest agent: fully static, in its own build folder (static linking flags apply to a whole build).
 AGENT := .build-agent/release/cmalab-agent
 # Images the integration tests boot.
-TEST_IMAGES := cma-6.12 cma-6.12-uart cma-6.12-nodmacma nocma-6.12
+TEST_IMAGES := cma-6.12 cma-6.12-uart cma-6.12-nodmacma cma-6.12-numa nocma-6.12
 
-.PHONY: lab test setup build agent images test-images unit clean help
+.PHONY: lab test setup build agent images test-images unit clean help fuzz
 
 help:
 	@echo "make lab    set up this machine, build cmalab and the default kernel, run every bundled profile"
@@ -17,11 +17,12 @@ help:
 
 ## The main job on the embedded defaults: every bundled profile on its image.
 lab: setup build agent
-	$(CMALAB) image build cma-6.12 nocma-6.12
+	$(CMALAB) image build cma-6.12 cma-6.12-numa nocma-6.12
 	$(CMALAB) run --json runs/results.json --junit runs/results.xml --html runs/report.html
 
 ## Every test: unit tests and the integration tests that boot real kernels.
 test: setup agent test-images
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 	$(SWIFT) test --skip-build
 
 setup:
@@ -46,3 +47,16 @@ unit:
 
 clean:
 	rm -rf .build .build-agent
+
+## Fuzz the parsers (kernel log, meminfo, cma= family, profiles, matrices, protocol frames, .config) with
+## libFuzzer for FUZZ_SECONDS (default 10 minutes). New crashes are written to .build-fuzz/crash-*; add
+## each to Fuzz/corpus/ (it is replayed on every run) and fix the parser.
+FUZZ_SECONDS ?= 600
+FUZZ := .build-fuzz/debug/cmalab-fuzz
+fuzz:
+	@set -o pipefail; $(SWIFT) build --scratch-path .build-fuzz --product cmalab-fuzz -Xswiftc -sanitize=fuzzer,address \
+		-Xswiftc -DFUZZING -Xswiftc -parse-as-library 2>&1 | grep -v "Cannot export local symbol"
+	@mkdir -p .build-fuzz/corpus
+	$(FUZZ) -runs=0 Fuzz/corpus
+	$(FUZZ) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 -timeout=10 -print_final_stats=1 \
+		-artifact_prefix=.build-fuzz/ .build-fuzz/corpus Fuzz/corpus

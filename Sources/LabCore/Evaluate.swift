@@ -64,6 +64,15 @@ public enum Evaluate {
             let ok = area.map { $0.base >= w.lo && $0.base + $0.size <= w.hi } ?? false
             add("within", "[\(hex(w.lo)), \(hex(w.hi)))", area.map { "[\(hex($0.base)), \(hex($0.base + $0.size)))" } ?? "no area", ok)
         }
+        if let nodes = e.areaNodes {
+            for name in nodes.keys.sorted() {
+                let a = o.areas.first { $0.name == name }
+                let node = a.flatMap { a in a.node ?? a.basePFN.flatMap { o.boot.node(of: $0 << 12) } }
+                let seen = a == nil ? "no area \(name)" : node.map { "node \($0)" }
+                    ?? (o.boot.nodeMemory.isEmpty ? "unknown (no `ACPI: SRAT: Node` lines in the log)" : "unknown (base outside every node)")
+                add("nodes.\(name)", "node \(nodes[name]!)", seen, node == nodes[name])
+            }
+        }
         let boot = o.meminfo.first
         if let t = e.cmaTotal {
             let v = boot?.cmaTotalKiB.map { $0 * 1024 }

@@ -44,6 +44,8 @@ public enum KernelLogParser {
                 }
             } else if text.hasPrefix("BIOS-e820: [mem ") {
                 if let r = memRange(text.dropFirst("BIOS-e820: ".count)) { facts.e820.append(r) }
+            } else if text.hasPrefix("ACPI: SRAT: Node ") {
+                if let r = sratNode(text.dropFirst("ACPI: SRAT: Node ".count)) { facts.nodeMemory.append(r) }
             } else if text.hasPrefix("RAMDISK: [mem ") {
                 if facts.ramdisk == nil { facts.ramdisk = memRange(text.dropFirst("RAMDISK: ".count)) }
             } else if text.hasPrefix("Unknown kernel command line parameters \"") || text.hasPrefix("Unknown command line parameters:") {
@@ -69,6 +71,14 @@ public enum KernelLogParser {
         else { return nil }
         let type = text[text.index(after: close)...].trimmingCharacters(in: " ")
         return MemoryRange(start: start, end: end, type: type)
+    }
+
+    /// `0 PXM 0 [mem 0x00100000-0x7fffffff]` (after `ACPI: SRAT: Node `) → node 0's range. Hot-pluggable and
+    /// non-volatile ranges (` hotplug`, ` non-volatile` after `]`) count as the node's too.
+    static func sratNode(_ text: Substring) -> NodeMemoryRange? {
+        guard let space = text.firstIndex(of: " "), let node = Int(text[..<space]),
+              let open = text.firstIndex(of: "["), let r = memRange(text[open...]) else { return nil }
+        return NodeMemoryRange(node: node, start: r.start, end: r.end)
     }
 
     /// The line without its printk timestamp and without trailing CR/LF.

@@ -276,6 +276,7 @@ extension Expectations {
                 dmesgContains = other.dmesgContains; dmesgAbsent = other.dmesgAbsent
                 dmesgMatches = other.dmesgMatches; dmesgNotMatches = other.dmesgNotMatches
             case "crash": crashContains = other.crashContains
+            case "nodes": areaNodes = other.areaNodes
             default: break
             }
         }

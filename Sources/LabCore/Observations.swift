@@ -46,12 +46,16 @@ public struct BootLogFacts: Codable, Equatable, Sendable {
     public var kernelRelease: String?
     /// Every line that starts with `cma:` or `hugetlb_cma:` (without timestamp), in order: the CMA dmesg.
     public var cmaLines: [String] = []
+    /// The NUMA nodes' memory from the ACPI SRAT (`ACPI: SRAT: Node 1 PXM 1 [mem 0x...-0x...]`), in order; empty
+    /// on a guest without NUMA (or a kernel without ACPI NUMA).
+    public var nodeMemory: [NodeMemoryRange] = []
 
     public init() {}
 
     // Files written before `e820` and `ramdisk` existed still decode: keys added later may be absent.
     enum CodingKeys: String, CodingKey {
         case e820, ramdisk, reserved, failedMiB, failureReasons, memoryCmaReservedKiB, memoryLine, unknownParameters, commandLine, kernelRelease, cmaLines
+        case nodeMemory
     }
 
     public init(from decoder: any Decoder) throws {
@@ -67,8 +71,22 @@ public struct BootLogFacts: Codable, Equatable, Sendable {
         commandLine = try c.decodeIfPresent(String.self, forKey: .commandLine)
         kernelRelease = try c.decodeIfPresent(String.self, forKey: .kernelRelease)
         cmaLines = try c.decode([String].self, forKey: .cmaLines)
+        nodeMemory = try c.decodeIfPresent([NodeMemoryRange].self, forKey: .nodeMemory) ?? []
     }
 
+    /// The node whose SRAT memory holds this physical address, if the guest has NUMA nodes.
+    public func node(of address: UInt64) -> Int? {
+        nodeMemory.first { $0.start <= address && address <= $0.end }?.node
+    }
+
+}
+
+/// A range of a NUMA node's memory as the ACPI SRAT gave it to the kernel ([start, end] inclusive).
+public struct NodeMemoryRange: Codable, Equatable, Sendable {
+    public var node: Int
+    public var start: UInt64
+    public var end: UInt64
+    public init(node: Int, start: UInt64, end: UInt64) { self.node = node; self.start = start; self.end = end }
 }
 
 /// One check of a profile's expectations against what was observed.
@@ -116,6 +134,9 @@ public struct AreaSnapshot: Codable, Equatable, Sendable {
     public var maxchunk: UInt64?
     public var orderPerBit: UInt64?
     public var sysfs: [String: UInt64]
+    /// The NUMA node whose memory holds the base (from the kernel's `SRAT: Node N PXM M [mem ...]` lines); nil
+    /// on a guest without NUMA nodes.
+    public var node: Int?
     public init(name: String, basePFN: UInt64?, count: UInt64?, used: UInt64?, maxchunk: UInt64?, orderPerBit: UInt64?, sysfs: [String: UInt64]) {
         self.name = name; self.basePFN = basePFN; self.count = count; self.used = used; self.maxchunk = maxchunk; self.orderPerBit = orderPerBit; self.sysfs = sysfs
     }
@@ -180,6 +201,11 @@ public struct Observations: Codable, Equatable, Sendable {
     /// Steps that were not run, with why (e.g. the image has no CONFIG_CMA_DEBUGFS); absent when none.
     public var skippedSteps: [SkippedStep]?
     public var agentReadySeconds: Double?
+    /// The guest's own uptime when its agent said ready (from the agent's hello): with the kernel's
+    /// `Run /init` timestamp in dmesg, this splits boot time into kernel and agent start-up.
+    public var agentReadyUptimeSeconds: Double?
+    /// QEMU's peak resident set on the host (VmHWM of /proc/<pid>/status, KiB), read just before power-off.
+    public var qemuPeakRSSKiB: UInt64?
     public var wallSeconds: Double = 0
     public var runDirectory: String = ""
     public init(profile: String, image: String, machine: String, commandLine: String, accelerator: String, ending: String, boot: BootLogFacts) {

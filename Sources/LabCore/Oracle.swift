@@ -46,6 +46,8 @@ public struct OracleInput: Sendable {
     public var initrdSize: UInt64?
     /// The kernel image (its load address and extent); nil assumes 16 MiB and 16 MiB of extent.
     public var kernelImage: KernelImageInfo?
+    /// Memory already taken by earlier CMA areas (the per-node ones, reserved before the global area).
+    public var extraReserved: [AddressRange] = []
 
     public init(version: KernelVersion, config: KernelConfig?, machine: MachineSpec, commandLine: KernelCommandLine,
                 initrdSize: UInt64?, kernelImage: KernelImageInfo? = nil) {
@@ -122,6 +124,12 @@ public struct CMAPrediction: Codable, Equatable, Sendable {
     public var warnings: [String] = []
     /// What `cma_pernuma=`, `numa_cma=` and `hugetlb_cma=` do on this kernel.
     public var otherAreas: [String] = []
+    /// The per-node areas (`pernuma<nid>`, `numa<nid>`, `hugetlb<nid>`) the kernel will try to reserve, in its
+    /// order; a `sizeMiB` of the area with baseMin > baseMax never happens: a failed one is in `nodeFailures`.
+    /// Absent when no per-node parameter applies (OracleNodes.swift).
+    public var nodeAreas: [PredictedArea]?
+    /// The per-node areas predicted to fail (`name` and the MiB of `Failed to reserve N MiB on node N`).
+    public var nodeFailures: [PredictedArea]?
 
     /// `reserved 64 MiB at 0x7b400000 (reserved, node -1)` and the like: one line.
     public var summary: String {
@@ -183,7 +191,8 @@ public enum Oracle {
 
     // MARK: - Prediction
 
-    public static func predict(_ input: OracleInput) -> CMAPrediction {
+    /// The global area alone (the per-node areas are added by `predict`, in OracleNodes.swift).
+    static func predictGlobal(_ input: OracleInput) -> CMAPrediction {
         let v = input.version
         let config = input.config
         let map = GuestMemoryMap(machine: input.machine.type, memory: input.machine.memory.bytes)
@@ -300,6 +309,7 @@ public enum Oracle {
         // What memblock already holds.
         var reserved: [(AddressRange, String)] = [(AddressRange(0, mib), "the first MiB"), (kernel.reserved, "the kernel image")]
         if let initrd { reserved.append((initrd, "the initrd")) }
+        reserved += input.extraReserved.map { ($0, "a per-node CMA area") }
         let acpi = AddressRange(map.lowRAMEnd - GuestMemoryMap.firmwareReserve(map.machine), map.lowRAMEnd - GuestMemoryMap.firmwareReserve(map.machine) + 0x2000)
         reserved.append((acpi, "the ACPI tables (firmware area)"))
         let pageTables = pageTableBand(map: map, reserved: reserved.map(\.0), memoryGiB: input.machine.memory.bytes >> 30)
@@ -463,7 +473,7 @@ public enum Oracle {
             case .cmaPernuma:
                 if v >= KernelVersion(6, 6) {
                     if config?.isEnabled("DMA_NUMA_CMA") == true {
-                        out.append("\(rendered): one `pernuma<nid>` area of \(ByteSize(bytes: parsed.perNodeSize ?? 0)) on every online node (placement not predicted)")
+                        out.append("\(rendered): one `pernuma<nid>` area of \(ByteSize(bytes: parsed.perNodeSize ?? 0)) on every online node")
                     } else {
                         p.unknownParameters.append(rendered)
                         out.append("\(rendered): no CONFIG_DMA_NUMA_CMA, so an unknown parameter passed to init")
@@ -480,7 +490,7 @@ public enum Oracle {
                 }
             case .numaCMA:
                 if v >= KernelVersion(6, 6), config?.isEnabled("DMA_NUMA_CMA") == true {
-                    out.append("\(rendered): `numa<nid>` areas for \(parsed.nodes.map { "node \($0.node) (\(ByteSize(bytes: $0.size)))" }.joined(separator: ", ")) (placement not predicted)")
+                    out.append("\(rendered): `numa<nid>` areas for \(parsed.nodes.map { "node \($0.node) (\(ByteSize(bytes: $0.size)))" }.joined(separator: ", "))")
                 } else {
                     p.unknownParameters.append(rendered)
                     out.append(v >= KernelVersion(6, 6) ? "\(rendered): no CONFIG_DMA_NUMA_CMA, so an unknown parameter passed to init"
@@ -490,7 +500,7 @@ public enum Oracle {
                 if hasCMA, config?.isEnabled("HUGETLBFS") ?? false, v >= KernelVersion(5, 7) {
                     let cpu = input.machine.cpuModel ?? ""
                     if cpu == "max" || cpu == "host" || cpu.contains("+pdpe1gb") {
-                        out.append("\(rendered): `hugetlb<nid>` areas (1 GiB aligned on 6.12, 2 MiB on 6.1; placement not predicted)")
+                        out.append("\(rendered): `hugetlb<nid>` areas (1 GiB aligned on 6.12, 2 MiB on 6.1; placement predicted on 6.6+)")
                     } else {
                         out.append("\(rendered): accepted, but QEMU's default CPU has no 1 GiB pages (pdpe1gb), so x86 never calls hugetlb_cma_reserve(): nothing is reserved (use `cpu: max`)")
                     }
@@ -518,7 +528,8 @@ public enum Oracle {
         case .ignored: p.observableOutcome
         }
         if observed != wanted { diffs.append("outcome: predicted \(wanted.rawValue), observed \(observed?.rawValue ?? "unknown (\(o.ending))")") }
-        if let a = p.area, let r = o.boot.reserved.first {
+        diffs += compareNodeAreas(p, with: o)
+        if let a = p.area, let r = o.boot.reserved[safe: globalLineIndex(p)] {
             if r.sizeMiB != a.sizeMiB { diffs.append("size: predicted \(a.sizeMiB) MiB, observed \(r.sizeMiB) MiB") }
             if r.base < a.baseMin || r.base > a.baseMax {
                 diffs.append("base: predicted \(a.exact ? hex(a.baseMin) : "[\(hex(a.baseMin)), \(hex(a.baseMax))]"), observed \(hex(r.base))")

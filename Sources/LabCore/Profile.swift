@@ -65,6 +65,8 @@ public struct Expectations: Equatable, Sendable {
     public var dmesgNotMatches: [String] = []
     /// For kernel-crash: text the panic or oops line must contain.
     public var crashContains: String?
+    /// `nodes: {numa0: 0, numa1: 1}`: the NUMA node each named area must lie on (the SRAT node holding its base).
+    public var areaNodes: [String: Int]?
 
     public init() {}
 
@@ -74,7 +76,7 @@ public struct Expectations: Equatable, Sendable {
             && a.within?.lo == b.within?.lo && a.within?.hi == b.within?.hi && a.cmaTotal == b.cmaTotal
             && a.cmaFree == b.cmaFree && a.memoryCmaReserved == b.memoryCmaReserved && a.dmesgContains == b.dmesgContains
             && a.dmesgAbsent == b.dmesgAbsent && a.dmesgMatches == b.dmesgMatches && a.dmesgNotMatches == b.dmesgNotMatches
-            && a.crashContains == b.crashContains
+            && a.crashContains == b.crashContains && a.areaNodes == b.areaNodes
     }
 }
 
@@ -293,7 +295,7 @@ public struct Profile: Equatable, Sendable {
 
     /// The keys of `expect:`.
     public static let expectationKeys = ["outcome", "areas", "area-names", "size", "base", "within", "cma-total", "cma-free",
-                                         "memory-cma-reserved", "dmesg", "crash"]
+                                         "memory-cma-reserved", "dmesg", "crash", "nodes"]
 
     static func parseExpectations(_ v: YAMLValue) throws(InputError) -> Expectations {
         let m = try v.mapping(allowed: expectationKeys)
@@ -342,7 +344,27 @@ public struct Profile: Equatable, Sendable {
             }
         }
         if let c = m["crash"] { e.crashContains = try c.string() }
+        if let n = m["nodes"] { e.areaNodes = try parseAreaNodes(n) }
         return e
+    }
+
+    /// `nodes: {numa0: 0, numa1: 1}`: area name → NUMA node.
+    static func parseAreaNodes(_ v: YAMLValue) throws(InputError) -> [String: Int] {
+        guard case .mapping(let m) = v.node, !m.isEmpty else {
+            throw v.error("expected a mapping from area name to NUMA node, like {numa0: 0, numa1: 1}")
+        }
+        var out: [String: Int] = [:]
+        for (k, value) in m {
+            guard case .scalar(let ks) = k, ImageDefinition.isValidName(ks.string) else {
+                throw InputError(file: v.file, line: k.mark?.line, column: k.mark?.column, path: v.path,
+                                 message: "area names use letters, digits, `.`, `_` and `-` only")
+            }
+            let node = try v.child(value, key: ks.string).int(in: 0...63)
+            guard out.updateValue(node, forKey: ks.string) == nil else {
+                throw InputError(file: v.file, line: k.mark?.line, column: k.mark?.column, path: v.path, message: "area `\(ks.string)` is given twice")
+            }
+        }
+        return out
     }
 
     static func parseStep(_ v: YAMLValue) throws(InputError) -> Step {

@@ -84,8 +84,19 @@ public enum Report {
             out.append("")
         }
         out += oracleLines(verdicts)
+        if let line = peakRSSLine(verdicts) { out += [line, ""] }
         out.append(ReportSummary(verdicts).line)
         return out.joined(separator: "\n") + "\n"
+    }
+
+    /// `qemu peak RSS: 8.4 GiB (huge-512g@cma-6.12, the largest of 14 runs)`: how much host memory the biggest
+    /// guest needed (the guest's struct page array is about 1/64 of its RAM, and it is all touched at boot).
+    static func peakRSSLine(_ verdicts: [Verdict]) -> String? {
+        let measured = verdicts.compactMap { v in v.observations?.qemuPeakRSSKiB.map { (v, $0) } }
+        guard let top = measured.max(by: { $0.1 < $1.1 }) else { return nil }
+        let amount = top.1 >= 1 << 20 ? fixed(Double(top.1) / 1_048_576, digits: 1) + " GiB" : "\(top.1 >> 10) MiB"
+        let of = measured.count == 1 ? "" : ", the largest of \(measured.count) runs"
+        return "qemu peak RSS: \(amount) (\(oneLine(top.0.key))\(of))"
     }
 
     static func word(_ kind: VerdictKind) -> String {

@@ -42,6 +42,8 @@ public enum ProfileLoader {
 public final class ProfileRunner: @unchecked Sendable {
     public let lab: Lab
     public var accel: AccelChoice = .auto
+    /// QEMU (default) or a libvirt daemon.
+    public var backend: Backend = .qemu
     /// Console lines, as they arrive (nil: not shown).
     public var onConsoleLine: (@Sendable (String) -> Void)?
     /// Names the run directory and QEMU (default: `profile-image`).
@@ -70,6 +72,7 @@ public final class ProfileRunner: @unchecked Sendable {
         }
         var request = BootRequest(machine: profile.machine, commandLine: profile.commandLine, runName: runName ?? "\(profile.name)-\(imageName)")
         request.accel = accel
+        request.backend = backend
         request.onConsoleLine = onConsoleLine
         let session: BootSession
         do { session = try lab.start(kernel, request) } catch { return errorVerdict(error.message) }
@@ -88,6 +91,7 @@ public final class ProfileRunner: @unchecked Sendable {
             try session.waitForAgent(timeout: profile.timeout)
             let agent = session.agent!
             obs.agentReadySeconds = agent.readyAt.map { $0.timeIntervalSince(session.machine.started) }
+            obs.agentReadyUptimeSeconds = agent.hello.map { Double($0.uptimeMilliseconds) / 1000 }
             obs.meminfo.append(try snapshot(agent, label: "boot", run: run))
             obs.areas = try areas(agent)
             for (i, step) in profile.steps.enumerated() where !skipped.contains(where: { $0.index == i }) {
@@ -96,7 +100,9 @@ public final class ProfileRunner: @unchecked Sendable {
             obs.meminfo.append(try snapshot(agent, label: "end", run: run))
             kmsg = try dmesg(agent)
             try run.write("dmesg.txt", (kmsg ?? []).joined(separator: "\n") + "\n")
-            if case .kernelConfig(let text) = try agent.request(.kernelConfig) { try run.write("config", text) }
+            // The image's .config is the kernel's own (same build); ask the guest only for a bare --kernel.
+            if kernel.configPath.isEmpty, case .kernelConfig(let text) = try agent.request(.kernelConfig) { try run.write("config", text) }
+            obs.qemuPeakRSSKiB = Self.peakRSSKiB(session.machine)
             let exit = try session.finish(timeout: 30)
             obs.ending = Self.ending(exit)
             obs.crash = session.machine.console.crash
@@ -113,6 +119,7 @@ public final class ProfileRunner: @unchecked Sendable {
                 labFailure = error
             }
         }
+        if obs.qemuPeakRSSKiB == nil, session.machine.isRunning { obs.qemuPeakRSSKiB = Self.peakRSSKiB(session.machine) }
         session.machine.stop()
         if !Files.exists(run.file("config")), !kernel.configPath.isEmpty { try? Files.copy(kernel.configPath, to: run.file("config")) }
         // console.log keeps QEMU's CR LF line ends (one Character in Swift, and a newline).
@@ -120,6 +127,8 @@ public final class ProfileRunner: @unchecked Sendable {
         // The kmsg records are complete (they include KERN_DEBUG lines); the console is what was printed.
         let log = kmsg ?? console
         obs.boot = KernelLogParser.facts(from: log)
+        // Each area's node: the SRAT range that holds its base (NUMA guests only).
+        for i in obs.areas.indices { obs.areas[i].node = obs.areas[i].basePFN.flatMap { obs.boot.node(of: $0 << 12) } }
         if kmsg != nil, obs.boot.kernelRelease == nil { obs.boot.kernelRelease = KernelLogParser.facts(from: console).kernelRelease }
         obs.kernelRelease = obs.boot.kernelRelease ?? session.agent?.hello?.uname.release
         obs.wallSeconds = Date().timeIntervalSince(started)
@@ -398,6 +407,18 @@ public final class ProfileRunner: @unchecked Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return (try? [UInt8](encoder.encode(o))) ?? []
+    }
+
+    /// QEMU's VmHWM (its peak resident set on the host, KiB) while it still runs; nil for other backends.
+    static func peakRSSKiB(_ machine: any Machine) -> UInt64? {
+        (machine as? QEMUMachine).flatMap { peakRSSKiB(pid: $0.pid) }
+    }
+
+    /// VmHWM of a running process (its peak resident set, KiB), or nil when it is gone.
+    static func peakRSSKiB(pid: pid_t) -> UInt64? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+        return line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { UInt64($0) }
     }
 
     static func ending(_ exit: MachineExit) -> String {

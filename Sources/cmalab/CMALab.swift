@@ -15,7 +15,7 @@ struct CMALab: ParsableCommand {
         """,
         version: version,
         subcommands: [RunCommand.self, ValidateCommand.self, MatrixCommand.self, ReportCommand.self, DiffCommand.self, ImageCommand.self,
-                      BootCommand.self, ShellCommand.self, BenchCommand.self, ExplainCommand.self]
+                      BootCommand.self, ShellCommand.self, BenchCommand.self, ExplainCommand.self, ProbeMaxCommand.self]
     )
 }
 
@@ -27,7 +27,7 @@ enum ExitCodes {
         case .kernelCrash: return 3
         case .timeout: return 4
         case .interrupted: return 130
-        case .missingTool, .build, .configDropped, .qemu, .agent, .io: return 5
+        case .missingTool, .build, .configDropped, .qemu, .libvirt, .agent, .io: return 5
         }
     }
 }

@@ -28,6 +28,9 @@ struct ExplainCommand: ParsableCommand {
     @Option(name: .long, help: "QEMU -cpu model (hugetlb_cma= needs 1 GiB pages, e.g. max).")
     var cpu: String?
 
+    @Option(name: .long, help: ArgumentHelp("NUMA node sizes, comma-separated, adding up to --memory (for example 2G,2G).", valueName: "sizes"))
+    var numa: String?
+
     @Option(name: .long, help: "Initrd size (default: the size of the lab's agent initramfs, as `cmalab run` boots it).")
     var initrdSize: ByteSize?
 
@@ -46,6 +49,16 @@ struct ExplainCommand: ParsableCommand {
             let kernel = try lab.kernel(image: kernelOptions.image, kernelPath: kernelOptions.kernel, configPath: kernelOptions.config)
             var spec = MachineSpec(memory: memory, type: machine)
             spec.cpuModel = cpu
+            if let numa {
+                var nodes: [ByteSize] = []
+                for part in numa.split(separator: ",") {
+                    guard let size = try? ByteSize.parse(String(part)) else { throw LabError(.input, "--numa: `\(part)` is not a size") }
+                    nodes.append(size)
+                }
+                spec.numaNodes = nodes
+                spec.cpus = nodes.count
+                do throws(PlanError) { try QEMUPlan(machine: spec, kernel: "").validate() } catch { throw LabError(.input, "--numa: \(error.description)") }
+            }
             let initrdPath: String?
             if initrdSize == nil {
                 do { initrdPath = try lab.initramfs.ensure(.agent(lab.paths.agentBinary)) } catch let e as LabError {
@@ -79,6 +92,11 @@ struct ExplainCommand: ParsableCommand {
             out.append("  area `\(a.name)`: \(a.sizeMiB) MiB, base " + (a.exact ? hexString(a.baseMin)
                 : "between \(hexString(a.baseMin)) and \(hexString(a.baseMax))") + (a.node.map { ", node \($0)" } ?? ""))
         }
+        for a in p.nodeAreas ?? [] {
+            out.append("  area `\(a.name)`: \(a.sizeMiB) MiB on node \(a.node ?? 0), base " + (a.exact ? hexString(a.baseMin)
+                : "between \(hexString(a.baseMin)) and \(hexString(a.baseMax))"))
+        }
+        for a in p.nodeFailures ?? [] { out.append("  area `\(a.name)`: \(a.sizeMiB) MiB on node \(a.node ?? 0) fails (no room)") }
         if !p.messages.isEmpty {
             out += ["", "the kernel will print:"]
             out += p.messages.map { "  \($0)" }

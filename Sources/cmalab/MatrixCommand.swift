@@ -31,6 +31,8 @@ struct MatrixCommand: ParsableCommand {
     @Option(name: .long, help: "Accelerator: auto, kvm or tcg.")
     var accel: AccelChoice = .auto
 
+    @OptionGroup var backendOptions: BackendOptions
+
     @Option(name: .long, help: "Run only the cells whose id matches (`*` for any text; repeatable), e.g. 'seed-*@cma-6.1'.")
     var only: [String] = []
 
@@ -68,6 +70,7 @@ struct MatrixCommand: ParsableCommand {
             let display = MatrixDisplay(total: cells.count, jobs: jobs)
             let runner = MatrixRunner(lab: lab, jobs: jobs)
             runner.accel = accel
+            runner.backends = backendOptions.backends
             runner.onEvent = { display.handle($0) }
             printErr("matrix \(spec.name): \(cells.count) cell(s)\(shard.map { " (shard \($0) of \(allCells.count))" } ?? ""), \(Set(cells.map(\.image)).count) image(s), \(jobs) job(s)")
             let buildStart = Date()

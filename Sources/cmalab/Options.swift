@@ -41,6 +41,12 @@ struct MachineOptions: ParsableArguments {
     @Option(name: .long, help: "Kernel command line parameters to add (for example 'cma=1G@1-2G').")
     var append: String = ""
 
+    @Option(name: .long, help: ArgumentHelp("NUMA node sizes, comma-separated, adding up to --memory (for example 2G,2G).", valueName: "sizes"))
+    var numa: String?
+
+    @Option(name: .long, help: "QEMU -cpu model (for example max: 1 GiB pages for hugetlb_cma=).")
+    var cpu: String?
+
     @Option(name: .long, help: "Accelerator: auto (KVM only if a probe boot proves it works), kvm or tcg.")
     var accel: AccelChoice = .auto
 
@@ -53,10 +59,22 @@ struct MachineOptions: ParsableArguments {
     func validate() throws {
         guard (1...64).contains(cpus) else { throw ValidationError("--cpus must be between 1 and 64") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        do { try QEMUPlan(machine: try spec(), kernel: "").validate() } catch let e as PlanError { throw ValidationError(e.description) }
+    }
+
+    /// The machine these options describe.
+    func spec() throws -> MachineSpec {
+        var nodes: [ByteSize] = []
+        if let numa {
+            nodes = try numa.split(separator: ",").map { part in
+                do { return try ByteSize.parse(String(part)) } catch { throw ValidationError("--numa: `\(part)` is not a size (\(error))") }
+            }
+        }
+        return MachineSpec(memory: memory, cpus: cpus, type: machine, numaNodes: nodes, cpuModel: cpu)
     }
 
     func request(name: String) -> BootRequest {
-        var r = BootRequest(machine: MachineSpec(memory: memory, cpus: cpus, type: machine),
+        var r = BootRequest(machine: (try? spec()) ?? MachineSpec(memory: memory, cpus: cpus, type: machine),
                             commandLine: KernelCommandLine(parsing: append), runName: name)
         r.accel = accel
         r.transport = transport

@@ -28,6 +28,8 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .long, help: "Stream each guest's console.")
     var console = false
 
+    @OptionGroup var backendOptions: BackendOptions
+
     func run() throws {
         var allPassed = true
         try runReportingErrors {
@@ -37,6 +39,7 @@ struct RunCommand: ParsableCommand {
             for p in list { for w in p.warnings { printErr("cmalab: \(p.file): warning: \(w)") } }
             let runner = ProfileRunner(lab: lab)
             runner.accel = accel
+            runner.backend = try backendOptions.single()
             if console { runner.onConsoleLine = { FileHandle.standardError.write(Data(("  | " + $0 + "\n").utf8)) } }
             let started = Date()
             var verdicts: [Verdict] = []
@@ -50,6 +53,9 @@ struct RunCommand: ParsableCommand {
             }
             try results.report(verdicts, started: started, accel: accel, title: "cmalab run: \(verdicts.count) profile run(s)")
             printErr(String(format: "cmalab: %d run(s) in %.1f s; run directories under %@", verdicts.count, Date().timeIntervalSince(started), lab.paths.runs))
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            printErr("cmalab: peak RSS \(usage.ru_maxrss) KiB (this process; QEMU not included)")
             allPassed = verdicts.allSatisfy { $0.kind == .pass }
         }
         if !allPassed { throw ExitCode(1) }

@@ -17,11 +17,15 @@ extension Integration {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try IT.runCLI(["run", "--accel", "tcg", "--json", dir + "/r.json", "--junit", dir + "/r.xml"])
         #expect(r.status == 0, "stdout:\n\(r.stdout)\nstderr:\n\(r.stderr)")
-        #expect(r.stdout.hasSuffix("13 passed, 0 failed, 0 errors\n"))
+        #expect(r.stdout.hasSuffix("16 passed, 0 failed, 0 errors\n"))
 
         let (verdicts, meta) = try Report.decodeResults(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))))
         #expect(meta.accelerator == "tcg")
-        #expect(verdicts.count == 13 && verdicts.allSatisfy { $0.kind == .pass })
+        #expect(verdicts.count == 16 && verdicts.allSatisfy { $0.kind == .pass })
+        // The 512 GiB guest: QEMU's host RSS is its struct page array (1/64 of RAM, 8 GiB), not its RAM.
+        let huge = try #require(verdicts.first { $0.profile == "huge-512g" }?.observations?.qemuPeakRSSKiB)
+        #expect(huge > 4 << 20 && huge < 32 << 20, "huge-512g: QEMU peak RSS \(huge) KiB")
+        #expect(r.stdout.contains("qemu peak RSS: ") && r.stdout.contains("(huge-512g@cma-6.12, the largest of "))
         let seed = try #require(verdicts.first { $0.profile == "seed-1g-at-1-2g" })
         #expect(seed.observations?.boot.reserved.first?.sizeMiB == 1024)
         #expect(seed.observations?.steps.count == 2)
@@ -33,7 +37,7 @@ extension Integration {
             for suite in xml:
                 print(suite.name, suite.tests, suite.failures, suite.errors)
             """, dir + "/r.xml"])
-        #expect(out == "cma-6.12 12 0 0\nnocma-6.12 1 0 0\n")
+        #expect(out == "cma-6.12 13 0 0\ncma-6.12-numa 2 0 0\nnocma-6.12 1 0 0\n")
 
         // Under pressure: the lent pages migrate back for the whole-area allocation, unless pipes hold them.
         let whole = try #require(verdicts.first { $0.profile == "pressure-whole-area" }?.observations?.steps)

@@ -73,7 +73,7 @@ import Testing
         ("name: m\nimages: [a]\nprofiles: [p/]\nsharding: 2\n", "m.yaml:4:1: unknown key `sharding`; allowed keys: name, description, images, profiles, axes, exclude, include, overrides"),
         ("name: m\nimages: [a]\nprofiles: [p/]\naxes: {memory: [8X]}\n", "m.yaml:4:17: at `axes.memory[0]`: invalid size '8X': expected digits with an optional K, M, G or T suffix (for example 4G, 512M, 0x40000000)"),
         ("name: m\nimages: [a]\nprofiles: [p/]\nexclude: [{}]\n", "m.yaml:4:11: at `exclude[0]`: give at least one of image, profile, memory, cmdline"),
-        ("name: m\nimages: [a]\nprofiles: [p/]\noverrides: [{image: a, expect: {sise: 1G}}]\n", "m.yaml:4:33: at `overrides[0].expect`: unknown key `sise` (did you mean `size`?); allowed keys: outcome, areas, area-names, size, base, within, cma-total, cma-free, memory-cma-reserved, dmesg, crash"),
+        ("name: m\nimages: [a]\nprofiles: [p/]\noverrides: [{image: a, expect: {sise: 1G}}]\n", "m.yaml:4:33: at `overrides[0].expect`: unknown key `sise` (did you mean `size`?); allowed keys: outcome, areas, area-names, size, base, within, cma-total, cma-free, memory-cma-reserved, dmesg, crash, nodes"),
         ("name: m\nimages: [a]\nprofiles: [p/]\ninclude: [{image: 'a*', profile: x}]\n", "m.yaml:4:11: at `include[0]`: an included cell names one image, without `*`"),
     ])
     func badMatrixFilesSayWhereAndWhat(yaml: String, message: String) {

@@ -7,13 +7,18 @@ struct RecordedBoot: CustomStringConvertible {
     var image: String
     var release: String
     var machine: MachineType
+    /// `;numa=2G,2G`, `;cpus=2`, `;cpu=max` after the machine type (NUMA and hugetlb_cma= boots).
+    var numaNodes: [ByteSize] = []
+    var cpus = 1
+    var cpuModel: String?
     var memory: ByteSize
     var cmdline: String
     var initrdBytes: UInt64
     /// powered-off or kernel-crash.
     var ending: String
     var lines: [String]
-    var description: String { "\(image) \(machine.rawValue) \(memory) `\(cmdline)`" }
+    var description: String { "\(image) \(machine.rawValue)\(numaNodes.isEmpty ? "" : " NUMA \(numaNodes)")\(cpuModel.map { " -cpu \($0)" } ?? "") \(memory) `\(cmdline)`" }
+    var spec: MachineSpec { MachineSpec(memory: memory, cpus: cpus, type: machine, numaNodes: numaNodes, cpuModel: cpuModel) }
 
     var facts: BootLogFacts { KernelLogParser.facts(from: lines) }
     /// The full command line the kernel saw (`Command line: ...`).
@@ -31,12 +36,23 @@ enum OracleFixture {
     static func boots() throws -> [RecordedBoot] {
         try Fixture.text("oracle-cases.tsv").split(separator: "\n").map { row in
             let f = row.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard f.count == 8, let machine = MachineType(rawValue: f[2]), let initrd = UInt64(f[5]) else {
+            let machineParts = f.count == 8 ? f[2].split(separator: ";").map(String.init) : []
+            guard f.count == 8, let machine = MachineType(rawValue: machineParts.first ?? ""), let initrd = UInt64(f[5]) else {
                 throw FixtureError("bad oracle-cases.tsv row: \(row)")
             }
-            return RecordedBoot(image: f[0], release: f[1], machine: machine, memory: try ByteSize.parse(f[3]), cmdline: f[4],
-                                initrdBytes: initrd, ending: f[6],
-                                lines: f[7].isEmpty ? [] : f[7].components(separatedBy: " | "))
+            var boot = RecordedBoot(image: f[0], release: f[1], machine: machine, memory: try ByteSize.parse(f[3]), cmdline: f[4],
+                                    initrdBytes: initrd, ending: f[6],
+                                    lines: f[7].isEmpty ? [] : f[7].components(separatedBy: " | "))
+            for part in machineParts.dropFirst() {
+                let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+                switch (kv.first, kv.count) {
+                case ("numa", 2): boot.numaNodes = try kv[1].split(separator: ",").map { try ByteSize.parse(String($0)) }
+                case ("cpus", 2): boot.cpus = Int(kv[1]) ?? 1
+                case ("cpu", 2): boot.cpuModel = kv[1]
+                default: throw FixtureError("bad machine `\(f[2])` in oracle-cases.tsv row: \(row)")
+                }
+            }
+            return boot
         }
     }
 
@@ -55,7 +71,7 @@ enum OracleFixture {
 
     /// The oracle's input for a recorded boot.
     static func input(_ b: RecordedBoot, _ image: RecordedImage) -> OracleInput {
-        OracleInput(version: image.version, config: image.config, machine: MachineSpec(memory: b.memory, type: b.machine),
+        OracleInput(version: image.version, config: image.config, machine: b.spec,
                     commandLine: b.kernelCommandLine, initrdSize: b.initrdBytes, kernelImage: image.kernel)
     }
 
