@@ -17,27 +17,24 @@ public final class LibvirtMachine: Machine, @unchecked Sendable {
     public let connection: LibvirtConnection
     public let domain: LibvirtDomain
     public let xml: String
-    public private(set) var console = ConsoleWatcher()
+    public var console: ConsoleWatcher { capture.watcher }
     public private(set) var exit: MachineExit?
     public private(set) var started = Date()
 
-    public var consoleLimit = 64 << 20
-    public var onConsoleLine: ((String) -> Void)?
+    public var consoleLimit: Int { get { capture.limit } set { capture.limit = newValue } }
+    public var onConsoleLine: ((String) -> Void)? { get { capture.onLine } set { capture.onLine = newValue } }
     public var agentFD: Int32 = -1
     public var onAgentReadable: (() -> Void)?
 
     private let consoleStream: LibvirtStream
     private let channelStream: LibvirtStream?
     private var pumps: [StreamPump] = []
-    private let consoleLog: FileHandle
+    private let capture: ConsoleCapture
     private var consoleFD: Int32 = -1
-    private var consoleBytesLogged = 0
-    private var consoleEOF = false
-    private var crashSeenAt: Date?
     private var lastStateCheck = Date.distantPast
     private var gone = false
     private var stopped = false
-    public private(set) var consoleFlooded = false
+    public var consoleFlooded: Bool { capture.flooded }
 
     /// Creates the domain and starts the guest. `plan.agentSocket` (if set) is where the agent bridge listens.
     public init(plan: QEMUPlan, run: RunDirectory, uri: String) throws(LabError) {
@@ -65,7 +62,7 @@ public final class LibvirtMachine: Machine, @unchecked Sendable {
         try run.write("libvirt.uri", uri + "\n")
         FileManager.default.createFile(atPath: run.file("console.log"), contents: nil)
         guard let log = FileHandle(forWritingAtPath: run.file("console.log")) else { throw LabError.posix("cannot open", run.file("console.log")) }
-        consoleLog = log
+        capture = ConsoleCapture(log: log)
 
         let dom = try conn.createPaused(xml: xml)
         domain = dom
@@ -90,7 +87,6 @@ public final class LibvirtMachine: Machine, @unchecked Sendable {
 
     deinit {
         stop()
-        try? consoleLog.close()
         if consoleFD >= 0 { close(consoleFD) }
     }
 
@@ -115,23 +111,23 @@ public final class LibvirtMachine: Machine, @unchecked Sendable {
             }
             let now = Date()
             if now >= deadline { return condition() }
-            if let at = crashSeenAt, now.timeIntervalSince(at) > (console.crash?.kind == .panic ? 3 : 1.5) {
+            if capture.crashSettled(at: now) {
                 stop(); exit = .crashed(console.crash!); return false
             }
-            var fds = [pollfd(fd: consoleEOF ? -1 : consoleFD, events: Int16(POLLIN), revents: 0),
+            var fds = [pollfd(fd: capture.eof ? -1 : consoleFD, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: agentFD, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: Signals.fd, events: Int16(POLLIN), revents: 0)]
             let waitMs = Int32(max(1, min(50, deadline.timeIntervalSince(now) * 1000)))
             _ = Glibc.poll(&fds, nfds_t(fds.count), waitMs)
-            if fds[0].revents != 0 { readConsole(&buf) }
+            if fds[0].revents != 0 { capture.read(consoleFD, &buf) }
             if fds[1].revents != 0 { onAgentReadable?() }
-            if consoleFlooded {
+            if capture.flooded {
                 stop()
-                exit = .qemuFailed("the guest flooded the console with more than \(consoleLimit >> 20) MiB; stopped it")
+                exit = .qemuFailed(capture.floodReason)
                 return false
             }
             // A transient domain vanishes when the guest powers off or panics (on_poweroff/on_reboot destroy).
-            if consoleEOF || Date().timeIntervalSince(lastStateCheck) > 0.25 {
+            if capture.eof || Date().timeIntervalSince(lastStateCheck) > 0.25 {
                 lastStateCheck = Date()
                 if domain.guestEnded { finishAfterExit(&buf); return condition() }
             }
@@ -154,53 +150,23 @@ public final class LibvirtMachine: Machine, @unchecked Sendable {
             try? domain.destroy()
             // Let the pumps pass on what the guest sent last (the end of a panic trace) before they stop.
             var buf = [UInt8](repeating: 0, count: 65536)
-            drainConsole(&buf)
+            capture.drain(consoleFD, &buf)
             for p in pumps { p.stop() }
             consoleStream.close()
             channelStream?.close()
         }
         var buf = [UInt8](repeating: 0, count: 65536)
-        drainConsole(&buf)
+        capture.drain(consoleFD, &buf)
     }
 
     private func finishAfterExit(_ buf: inout [UInt8]) {
         gone = true
-        drainConsole(&buf)
+        capture.drain(consoleFD, &buf)
         stop()
         guard exit == nil else { return }
         exit = console.crash.map { .crashed($0) } ?? .poweredOff
     }
 
-    private func drainConsole(_ buf: inout [UInt8]) {
-        guard consoleFD >= 0 else { return }
-        while !consoleEOF {
-            var fd = [pollfd(fd: consoleFD, events: Int16(POLLIN), revents: 0)]
-            guard Glibc.poll(&fd, 1, 100) > 0 else { break }
-            readConsole(&buf)
-        }
-        if let last = console.finish() { onConsoleLine?(last) }
-    }
-
-    private func readConsole(_ buf: inout [UInt8]) {
-        let n = read(consoleFD, &buf, buf.count)
-        if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) { consoleEOF = true; return }
-        guard n > 0 else { return }
-        let chunk = buf[0..<n]
-        if consoleBytesLogged < consoleLimit {
-            let keep = min(n, consoleLimit - consoleBytesLogged)
-            consoleLog.write(Data(chunk.prefix(keep)))
-            consoleBytesLogged += keep
-        } else {
-            consoleFlooded = true
-        }
-        let hadCrash = console.crash != nil
-        for line in console.feed(chunk) { onConsoleLine?(line) }
-        if !hadCrash, console.crash != nil { crashSeenAt = Date() }
-    }
-
-    // MARK: - Bridges
-
-    /// Console stream -> pipe (read by the loop); the pump closes the pipe when the stream ends.
     private func startConsoleBridge() throws(LabError) {
         var p: [Int32] = [-1, -1]
         guard makePipe(&p) else { throw LabError.posix("cannot create a pipe for", "the console") }

@@ -21,24 +21,21 @@ public enum MachineExit: Sendable, Equatable {
 public final class QEMUMachine: @unchecked Sendable {
     public let plan: QEMUPlan
     public let run: RunDirectory
-    public private(set) var console = ConsoleWatcher()
+    public var console: ConsoleWatcher { capture.watcher }
     public private(set) var exit: MachineExit?
     public let started = Date()
 
     /// Console bytes kept on disk at most; a guest that prints more is flooding and gets stopped.
-    public var consoleLimit = 64 << 20
+    public var consoleLimit: Int { get { capture.limit } set { capture.limit = newValue } }
     /// Called with each complete console line (for `--quiet` off: echo to the terminal).
-    public var onConsoleLine: ((String) -> Void)?
+    public var onConsoleLine: ((String) -> Void)? { get { capture.onLine } set { capture.onLine = newValue } }
     /// An extra descriptor to poll (the agent socket) and what to do when it is readable.
     public var agentFD: Int32 = -1
     public var onAgentReadable: (() -> Void)?
 
     private let process: ChildProcess
-    private let consoleLog: FileHandle
-    private var consoleBytesLogged = 0
-    private var consoleEOF = false
-    private var crashSeenAt: Date?
-    public private(set) var consoleFlooded = false
+    private let capture: ConsoleCapture
+    public var consoleFlooded: Bool { capture.flooded }
 
     public init(plan: QEMUPlan, run: RunDirectory) throws(LabError) {
         try plan.validateOrThrow()
@@ -54,7 +51,7 @@ public final class QEMUMachine: @unchecked Sendable {
         try run.write("qemu.argv", argv.map(shellQuote).joined(separator: " ") + "\n")
         FileManager.default.createFile(atPath: run.file("console.log"), contents: nil)
         guard let log = FileHandle(forWritingAtPath: run.file("console.log")) else { throw LabError.posix("cannot open", run.file("console.log")) }
-        consoleLog = log
+        capture = ConsoleCapture(log: log)
         // setpriv: the kernel sends QEMU SIGKILL if cmalab dies, whatever the way.
         var wrapped = argv
         if ChildProcess.findExecutable("setpriv") != nil { wrapped = ["setpriv", "--pdeathsig", "KILL", "--"] + argv }
@@ -66,7 +63,6 @@ public final class QEMUMachine: @unchecked Sendable {
 
     deinit {
         process.terminate(grace: 0.5)
-        try? consoleLog.close()
     }
 
     public var pid: pid_t { process.pid }
@@ -88,19 +84,19 @@ public final class QEMUMachine: @unchecked Sendable {
             let now = Date()
             if now >= deadline { return condition() }
             // A crash ends the run: give the trace a moment to finish printing, then stop QEMU.
-            if let at = crashSeenAt, now.timeIntervalSince(at) > (console.crash?.kind == .panic ? 3 : 1.5) {
+            if capture.crashSettled(at: now) {
                 stop(); exit = .crashed(console.crash!); return false
             }
-            var fds = [pollfd(fd: consoleEOF ? -1 : process.stdoutFD, events: Int16(POLLIN), revents: 0),
+            var fds = [pollfd(fd: capture.eof ? -1 : process.stdoutFD, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: agentFD, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: Signals.fd, events: Int16(POLLIN), revents: 0)]
             let waitMs = Int32(max(1, min(50, deadline.timeIntervalSince(now) * 1000)))
             _ = Glibc.poll(&fds, nfds_t(fds.count), waitMs)
-            if fds[0].revents != 0 { readConsole(&buf) }
+            if fds[0].revents != 0 { capture.read(process.stdoutFD, &buf) }
             if fds[1].revents != 0 { onAgentReadable?() }
-            if consoleFlooded {
+            if capture.flooded {
                 stop()
-                exit = .qemuFailed("the guest flooded the console with more than \(consoleLimit >> 20) MiB; stopped it")
+                exit = .qemuFailed(capture.floodReason)
                 return false
             }
             if process.poll() != nil { finishAfterExit(&buf); return condition() }
@@ -121,11 +117,11 @@ public final class QEMUMachine: @unchecked Sendable {
     public func stop() {
         process.terminate(grace: 1.0)
         var buf = [UInt8](repeating: 0, count: 65536)
-        drainConsole(&buf)
+        capture.drain(process.stdoutFD, &buf)
     }
 
     private func finishAfterExit(_ buf: inout [UInt8]) {
-        drainConsole(&buf)
+        capture.drain(process.stdoutFD, &buf)
         guard exit == nil else { return }
         let t = process.poll()!
         if let crash = console.crash {
@@ -138,33 +134,6 @@ public final class QEMUMachine: @unchecked Sendable {
             let detail = stderr.isEmpty ? "\(t)" : "\(t): \(stderr.split(separator: "\n").suffix(3).joined(separator: " | "))"
             exit = .qemuFailed("QEMU exited with \(detail)")
         }
-    }
-
-    private func drainConsole(_ buf: inout [UInt8]) {
-        guard process.stdoutFD >= 0 else { return }
-        while !consoleEOF {
-            var fd = [pollfd(fd: process.stdoutFD, events: Int16(POLLIN), revents: 0)]
-            guard Glibc.poll(&fd, 1, 100) > 0 else { break }
-            readConsole(&buf)
-        }
-        if let last = console.finish() { onConsoleLine?(last) }
-    }
-
-    private func readConsole(_ buf: inout [UInt8]) {
-        let n = read(process.stdoutFD, &buf, buf.count)
-        if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) { consoleEOF = true; return }
-        guard n > 0 else { return }
-        let chunk = buf[0..<n]
-        if consoleBytesLogged < consoleLimit {
-            let keep = min(n, consoleLimit - consoleBytesLogged)
-            consoleLog.write(Data(chunk.prefix(keep)))
-            consoleBytesLogged += keep
-        } else {
-            consoleFlooded = true
-        }
-        let hadCrash = console.crash != nil
-        for line in console.feed(chunk) { onConsoleLine?(line) }
-        if !hadCrash, console.crash != nil { crashSeenAt = Date() }
     }
 }
 
