@@ -39,6 +39,13 @@ public enum AgentBoot {
         return problems
     }
 
+    /// Nanoseconds as seconds with three decimals ("1.562"), without Foundation's formatting.
+    public static func seconds(_ nanoseconds: UInt64) -> String {
+        let ms = nanoseconds / 1_000_000
+        let fraction = String(ms % 1000)
+        return "\(ms / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
+    }
+
     /// Writes one line to /dev/console (stderr if that cannot be opened).
     public static func console(_ line: String) {
         let bytes = Array((line + "\n").utf8)

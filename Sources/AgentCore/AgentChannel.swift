@@ -35,7 +35,8 @@ public enum AgentChannel {
                 if fd >= 0 { return (fd, "virtio:" + device) }
             }
             if monotonicNanoseconds() >= deadline { return nil }
-            sleepMilliseconds(50)
+            // The port shows up a few ms after the driver binds; a listing costs well under 1 ms.
+            sleepMilliseconds(5)
         }
     }
 

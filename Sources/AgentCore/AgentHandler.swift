@@ -29,6 +29,8 @@ public struct AgentHandler: Sendable {
             return .meminfo(Meminfo.parse(try readText(joinPath(paths.proc, "meminfo"))))
         case .cmaAreas:
             return .cmaAreas(try CMA.areas(paths: paths))
+        case .cmaAreaCounters:
+            return .cmaAreas(try CMA.areas(paths: paths, bitmap: false))
         case let .cmaAlloc(area, pages):
             return CMA.write(pages: pages, area: area, file: "alloc", paths: paths)
         case let .cmaFree(area, pages):

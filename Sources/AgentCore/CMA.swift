@@ -3,8 +3,9 @@ import LabProtocol
 
 /// The CMA debugfs (`<debugfs>/cma/<area>/`) and sysfs (`/sys/kernel/mm/cma/<area>/`) views.
 enum CMA {
-    /// Areas listed from debugfs, or from sysfs alone when debugfs has no `cma` directory.
-    static func areas(paths: AgentPaths) throws(SystemError) -> [CMAArea] {
+    /// Areas listed from debugfs, or from sysfs alone when debugfs has no `cma` directory; `bitmap: false`
+    /// leaves out the bitmap summary.
+    static func areas(paths: AgentPaths, bitmap withBitmap: Bool = true) throws(SystemError) -> [CMAArea] {
         if isDirectory(paths.debugfsCMA) {
             return try subdirectories(paths.debugfsCMA).map { name in
                 let directory = joinPath(paths.debugfsCMA, name)
@@ -14,7 +15,8 @@ enum CMA {
                 return CMAArea(
                     name: name, basePFN: number("base_pfn"), count: number("count"), used: number("used"),
                     maxchunk: number("maxchunk"), orderPerBit: number("order_per_bit"),
-                    bitmap: (try? readText(joinPath(directory, "bitmap"))).map(parseBitmap),
+                    bitmap: !withBitmap ? nil : (try? readFile(joinPath(directory, "bitmap"), limit: AgentLimits.readFileBytes))
+                        .map { file in file.bytes.withUnsafeBufferPointer { parseBitmap(bytes: $0) } },
                     sysfs: counters(joinPath(paths.sysfsCMA, name)))
             }
         }

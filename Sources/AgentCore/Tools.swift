@@ -57,11 +57,7 @@ public enum AgentTools {
         return (monotonicNanoseconds() - start, err)
     }
 
-    public static func monotonicNanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
+    public static func monotonicNanoseconds() -> UInt64 { AgentCore.monotonicNanoseconds() }
 
     static func holdMemory(bytes: UInt64, pin: Bool, lock: Bool) -> Int32 {
         let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))

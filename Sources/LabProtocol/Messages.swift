@@ -12,6 +12,9 @@ public enum AgentRequest: Equatable, Sendable {
     case uname
     case meminfo
     case cmaAreas
+    /// `cmaAreas` without the bitmap summary: what `cmalab run` snapshots around every step. The bitmap of a
+    /// 1 GiB area is 8192 words to read and summarise, and the run does not use it.
+    case cmaAreaCounters
     case cmaAlloc(area: String, pages: UInt64)
     case cmaFree(area: String, pages: UInt64)
     case readFile(path: String, maxBytes: UInt32)

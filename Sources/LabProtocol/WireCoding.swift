@@ -19,6 +19,7 @@ extension AgentRequest: WireCodable {
         case .vmstat: w.u8(12)
         case .poweroff: w.u8(13)
         case .reboot: w.u8(14)
+        case .cmaAreaCounters: w.u8(15)
         }
     }
 
@@ -38,6 +39,7 @@ extension AgentRequest: WireCodable {
         case 12: self = .vmstat
         case 13: self = .poweroff
         case 14: self = .reboot
+        case 15: self = .cmaAreaCounters
         case let tag: throw .unknownTag(tag)
         }
     }

@@ -72,8 +72,9 @@ public final class AgentClient: @unchecked Sendable {
         return m
     }
 
-    public func cmaAreas() throws(LabError) -> [CMAArea] {
-        let response = try request(.cmaAreas)
+    /// The guest's CMA areas; `bitmap: false` asks for the counters only (cheaper, see `cmaAreaCounters`).
+    public func cmaAreas(bitmap: Bool = true) throws(LabError) -> [CMAArea] {
+        let response = try request(bitmap ? .cmaAreas : .cmaAreaCounters)
         guard case .cmaAreas(let areas) = response else { throw unexpected(response, to: "cmaAreas") }
         return areas
     }

@@ -23,6 +23,9 @@ public final class ChildProcess: @unchecked Sendable {
     public private(set) var stdoutFD: Int32 = -1
     public private(set) var stderrFD: Int32 = -1
     public private(set) var exitStatus: Int32?
+    /// A pidfd for the child (pidfd_open(2)): readable once it has exited, so an event loop wakes at
+    /// that moment instead of at its next timeout. -1 on kernels without pidfds.
+    public private(set) var exitFD: Int32 = -1
 
     public enum Termination: Equatable, Sendable, CustomStringConvertible {
         case exited(Int32)
@@ -114,12 +117,15 @@ public final class ChildProcess: @unchecked Sendable {
         self.pid = child
         self.stdoutFD = outFD
         self.stderrFD = errFD
+        self.exitFD = pidfdOpen(child, 0)
+        if exitFD >= 0 { _ = fcntl(exitFD, F_SETFD, FD_CLOEXEC) }
     }
 
     deinit {
         if termination == nil { terminate(grace: 1.0) }
         if stdoutFD >= 0 { close(stdoutFD) }
         if stderrFD >= 0 { close(stderrFD) }
+        if exitFD >= 0 { close(exitFD) }
     }
 
     /// Non-blocking check; returns the termination once the child has exited.
@@ -232,3 +238,7 @@ func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePo
     defer { for p in cStrings { free(p) } }
     return cStrings.withUnsafeBufferPointer { body($0.baseAddress!) }
 }
+
+/// glibc 2.36's wrapper for pidfd_open(2) (the Glibc module does not import <sys/pidfd.h>).
+@_silgen_name("pidfd_open")
+private func pidfdOpen(_ pid: pid_t, _ flags: UInt32) -> Int32

@@ -9,10 +9,30 @@ public enum OracleRuntime {
 
     /// The boot header of a bzImage and, when its payload is gzip, vmlinux's `_end` (decompressing only the first
     /// 64 KiB, enough for the ELF program headers). Nil when the file is not a bzImage.
-    public static func kernelImage(_ bzImage: String) -> KernelImageInfo? {
+    ///
+    /// `_end` costs a gzip run (~30 ms); for a kernel in the cache it is kept in `<key>/image-end` (the key names
+    /// the content, so it never goes stale).
+    public static func kernelImage(_ kernel: BuiltKernel) -> KernelImageInfo? {
+        let bzImage = kernel.kernel
         if let cached = imageCache.withLock({ $0[bzImage] }) { return cached }
+        let store = kernel.directory.isEmpty || !Files.exists(kernel.directory + "/meta") ? nil : kernel.directory + "/image-end"
+        let stored = store.flatMap { try? Files.read($0) }.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        // "" records "no _end" (not a gzip payload); anything else unreadable is worked out again.
+        let known: UInt64?? = stored.flatMap { $0.isEmpty ? .some(nil) : UInt64($0).map { .some($0) } }
+        guard let info = kernelImage(bzImage, imageEnd: known) else { return nil }
+        if let store, known == nil { try? Files.write(info.imageEnd.map { "\($0)\n" } ?? "\n", to: store) }
+        imageCache.withLock { $0[bzImage] = info }
+        return info
+    }
+
+    /// As above for any bzImage; `imageEnd` (when known: a number, or nil inside for "none") skips the gzip run.
+    public static func kernelImage(_ bzImage: String, imageEnd known: UInt64?? = nil) -> KernelImageInfo? {
         guard let bytes = try? Files.readBytes(bzImage), let header = KernelImageInfo.header(bytes) else { return nil }
         var info = header.info
+        if let known {
+            info.imageEnd = known
+            return info
+        }
         let end = header.payloadOffset + header.payloadLength
         if end <= bytes.count, header.payloadLength > 2, bytes[header.payloadOffset] == 0x1f, bytes[header.payloadOffset + 1] == 0x8b {
             let dir = NSTemporaryDirectory() + "cmalab-oracle-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -23,7 +43,6 @@ public enum OracleRuntime {
                 if let elf = try? Files.readBytes(dir + "/head.bin") { info.imageEnd = KernelImageInfo.elfImageEnd(elf) }
             }
         }
-        imageCache.withLock { $0[bzImage] = info }
         return info
     }
 
@@ -39,7 +58,7 @@ public enum OracleRuntime {
         let config = kernel.configPath.isEmpty ? nil : try? kernel.config()
         let initrdSize = plan.initrd.flatMap { (try? FileManager.default.attributesOfItem(atPath: $0))?[.size] as? NSNumber }?.uint64Value
         return OracleInput(version: version, config: config, machine: plan.machine, commandLine: plan.effectiveCommandLine,
-                           initrdSize: initrdSize, kernelImage: kernelImage(kernel.kernel))
+                           initrdSize: initrdSize, kernelImage: kernelImage(kernel))
     }
 
     /// The prediction for a run and whether the run agreed with it; nil when the kernel version is unknown or the

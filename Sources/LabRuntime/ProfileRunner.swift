@@ -332,7 +332,7 @@ public final class ProfileRunner: @unchecked Sendable {
     }
 
     func areas(_ agent: AgentClient) throws(LabError) -> [AreaSnapshot] {
-        return try agent.cmaAreas().map { a in
+        return try agent.cmaAreas(bitmap: false).map { a in
             AreaSnapshot(name: a.name, basePFN: a.basePFN, count: a.count, used: a.used, maxchunk: a.maxchunk, orderPerBit: a.orderPerBit,
                          sysfs: Dictionary(a.sysfs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b }))
         }

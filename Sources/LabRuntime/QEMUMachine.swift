@@ -89,7 +89,9 @@ public final class QEMUMachine: @unchecked Sendable {
             }
             var fds = [pollfd(fd: capture.eof ? -1 : process.stdoutFD, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: agentFD, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: Signals.fd, events: Int16(POLLIN), revents: 0)]
+                       pollfd(fd: Signals.fd, events: Int16(POLLIN), revents: 0),
+                       // QEMU's exit: the console pipe's EOF can come before the process is reapable.
+                       pollfd(fd: process.exitFD, events: Int16(POLLIN), revents: 0)]
             let waitMs = Int32(max(1, min(50, deadline.timeIntervalSince(now) * 1000)))
             _ = Glibc.poll(&fds, nfds_t(fds.count), waitMs)
             if fds[0].revents != 0 { capture.read(process.stdoutFD, &buf) }

@@ -3,6 +3,9 @@
 import AgentCore
 import Glibc
 
+/// Guest uptime (CLOCK_MONOTONIC) at start, for the ready line: it shows what start-up costs.
+let startedAt = AgentTools.monotonicNanoseconds()
+
 // Helper modes (`/sbin/cmalab-agent hold-memory ...`), run by the host through exec.
 if CommandLine.arguments.count >= 2, AgentTools.names.contains(CommandLine.arguments[1]) {
     exit(AgentTools.run(CommandLine.arguments))
@@ -23,7 +26,8 @@ let server = AgentServer(
     handler: handler, hello: handler.hello(channel: channel.description),
     onPowerAction: { action in AgentBoot.perform(action) })
 
-AgentBoot.console("cmalab-agent: ready on \(channel.description)")
+let readyAt = AgentTools.monotonicNanoseconds()
+AgentBoot.console("cmalab-agent: ready on \(channel.description) at \(AgentBoot.seconds(readyAt)) s (started at \(AgentBoot.seconds(startedAt)) s)")
 do {
     try server.serve(fd: channel.fd)
 } catch {

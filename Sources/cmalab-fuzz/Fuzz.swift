@@ -6,7 +6,7 @@ import LabCore
 import LabProtocol
 
 enum FuzzTarget: UInt8, CaseIterable {
-    case kernelLog, meminfo, cmaArgument, cmaFamily, profile, matrix, frames, kernelConfig
+    case kernelLog, meminfo, cmaArgument, cmaFamily, profile, matrix, frames, kernelConfig, cmaBitmap
 
     static func pick(_ byte: UInt8) -> FuzzTarget { allCases[Int(byte) % allCases.count] }
 }
@@ -48,6 +48,10 @@ func fuzzOne(_ data: [UInt8]) {
     case .kernelConfig:
         _ = KernelConfig(parsing: text).isEnabled("CMA")
         _ = ConfigFragment.requirements(text, file: "fuzz.config")
+    case .cmaBitmap:
+        let summary = body.withUnsafeBufferPointer { parseBitmap(bytes: $0) }
+        precondition(summary.runs.count <= BitmapSummary.maxRuns, "\(summary.runs.count) runs kept")
+        precondition(summary.runs.reduce(0) { $0 + $1.length } <= summary.setBits, "runs cover more bits than are set")
     }
 }
 

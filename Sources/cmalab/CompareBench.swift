@@ -27,12 +27,13 @@ struct CompareBench {
         poweroff -f
         """
 
-    /// (a): QEMU start to exit.
-    func bare(_ i: Int) throws(LabError) -> Double {
+    /// (a): QEMU start to exit, and the kernel command line it booted with (the same the lab gives (b)).
+    func bare(_ i: Int) throws(LabError) -> (seconds: Double, commandLine: String) {
         var request = BootRequest(machine: MachineSpec(memory: memory), commandLine: KernelCommandLine(parsing: append), runName: "bench-bare-\(i)")
         request.accel = .tcg
         request.initScript = Self.seedScript
         let session = try lab.start(kernel, request)
+        let commandLine = session.plan.effectiveCommandLine.description
         let exit = try session.machine.waitForExit(timeout: 120)
         let seconds = session.machine.uptime
         session.run.closeSockets()
@@ -40,7 +41,7 @@ struct CompareBench {
         guard exit == .poweredOff, console.contains("CmaTotal:") else {
             throw LabError(.qemu, "the bare boot \(i) ended with \(exit); console: \(session.run.file("console.log"))")
         }
-        return seconds
+        return (seconds, commandLine)
     }
 
     struct CmalabRun { var seconds: Double; var agentReady: Double?; var peakRSSKiB: Int? }
@@ -74,7 +75,8 @@ struct CompareBench {
                                              "--memory", "\(memory.mebibytes)M", "--cpus", "1",
                                              // Without root= this kernel mounts the 9p root with an empty
                                              // device name and panics ("Requested init ... failed (error -2)").
-                                             "--append", "root=/dev/root " + append,
+                                             // pci=noacpi: what (a) and (b) get on `pc`, so (c) is not slower for want of it.
+                                             "--append", "root=/dev/root pci=noacpi " + append,
                                              "--exec", "cat /proc/meminfo"])
         let seconds = Date().timeIntervalSince(started)
         guard status == 0, output.contains("CmaTotal:") else {
@@ -96,8 +98,11 @@ struct CompareBench {
     func report() throws(LabError) {
         var a: [Double] = [], b: [Double] = [], c: [Double] = [], ready: [Double] = [], rss: [Int] = []
         var vngMissing = false
+        var commandLine = ""
         for i in 1...runs {
-            a.append(try bare(i))
+            let bareRun = try bare(i)
+            a.append(bareRun.seconds)
+            commandLine = bareRun.commandLine
             let r = try cmalab(i)
             b.append(r.seconds)
             if let x = r.agentReady { ready.append(x) }
@@ -106,7 +111,8 @@ struct CompareBench {
             printErr(String(format: "run %d: bare %.2f s, cmalab %.2f s%@", i, a.last!, b.last!, c.last.map { String(format: ", vng %.2f s", $0) } ?? ""))
         }
         print("kernel           \(imageName) (\(kernel.kernel))")
-        print("guest            pc, \(memory), 1 CPU, TCG, `\(append)`; \(runs) runs each, medians")
+        print("guest            pc, \(memory), 1 CPU, TCG; \(runs) runs each, medians")
+        print("command line     (a) and (b): `\(commandLine)`; (c): `root=/dev/root pci=noacpi \(append)` and vng's own")
         print(BenchCommand.line("(a) bare QEMU", a))
         print(BenchCommand.line("(b) cmalab run", b))
         if vngMissing { print("(c) vng          not installed (pip install virtme-ng==1.42)") } else { print(BenchCommand.line("(c) vng", c)) }

@@ -67,3 +67,11 @@ import LabProtocol
         ])
     }
 }
+
+@Suite struct ReadyLineTests {
+    @Test func uptimeIsPrintedWithMilliseconds() {
+        #expect(AgentBoot.seconds(1_562_999_999) == "1.562")
+        #expect(AgentBoot.seconds(0) == "0.000")
+        #expect(AgentBoot.seconds(12_005_000_000) == "12.005")
+    }
+}

@@ -37,6 +37,10 @@ extension Integration {
         let allocated = try #require(try areas(agent).first)
         #expect(allocated.used == 102_400)
         #expect(allocated.bitmap?.setBits == 102_400)
+        // The counters-only snapshot (what `cmalab run` takes around each step): same numbers, no bitmap.
+        let counters = try #require(try agent.cmaAreas(bitmap: false).first)
+        #expect(counters.used == 102_400 && counters.count == 262_144 && counters.bitmap == nil)
+        #expect(counters.sysfs.contains { $0.name == "alloc_pages_success" })
 
         #expect(try agent.request(.cmaFree(area: "reserved", pages: 102_400), timeout: 60) == .done)
         #expect(try areas(agent).first?.used == 0)

@@ -24,7 +24,7 @@ import Testing
         #expect(values(a, "-object") == ["memory-backend-ram,id=ram0,size=4096M,reserve=off"])
         #expect(values(a, "-kernel") == ["/k/bzImage"])
         #expect(values(a, "-initrd") == ["/k/initrd.cpio"])
-        #expect(values(a, "-append") == ["console=ttyS0 panic=-1 cma=1G@1-2G"])
+        #expect(values(a, "-append") == ["console=ttyS0 panic=-1 pci=noacpi cma=1G@1-2G"])
         #expect(values(a, "-serial") == ["chardev:console"])
         #expect(values(a, "-device") == ["virtio-serial-pci,id=vser0", "virtserialport,bus=vser0.0,chardev=agent,name=org.cmalab.agent.0"])
         #expect(values(a, "-chardev").contains("socket,id=agent,path=/tmp/x/agent.sock,server=on,wait=off"))
@@ -39,10 +39,24 @@ import Testing
         #expect(p.effectiveCommandLine.value(of: "cmalab.channel") == "uart")
     }
 
+    @Test func pcGuestsRoutePCIInterruptsWithoutACPIUnlessTheUserSaysOtherwise() {
+        var p = plan()
+        #expect(p.effectiveCommandLine.value(of: "pci") == "noacpi")
+        p.machine.type = .q35
+        #expect(p.effectiveCommandLine.value(of: "pci") == nil)
+        p.machine.type = .pc
+        p.commandLine = "pci=nomsi cma=64M"
+        #expect(p.effectiveCommandLine.description == "console=ttyS0 panic=-1 pci=nomsi cma=64M")
+        // Also without the agent (an --init script, the benchmark's bare boot): the same kernel command line.
+        p.agentSocket = nil
+        p.commandLine = "cma=64M"
+        #expect(p.effectiveCommandLine.description == "console=ttyS0 panic=-1 pci=noacpi cma=64M")
+    }
+
     @Test func userParametersOverrideTheLabDefaults() {
         var p = plan()
         p.commandLine = "console=ttyS1 panic=10 cma=64M"
-        #expect(p.effectiveCommandLine.description == "console=ttyS1 panic=10 cma=64M")
+        #expect(p.effectiveCommandLine.description == "pci=noacpi console=ttyS1 panic=10 cma=64M")
     }
 
     @Test func hugeGuestsAreBackedOnTouch() {

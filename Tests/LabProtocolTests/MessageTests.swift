@@ -19,7 +19,7 @@ enum Samples {
         .exec(ExecRequest(argv: ["/bin/echo", "héllo"], env: ["A=1", "PATH=/bin"], cwd: "/tmp",
                           timeoutMilliseconds: 300, maxOutputBytes: 1000, stdin: Array("in".utf8))),
         .exec(ExecRequest(argv: [], env: [], cwd: nil, timeoutMilliseconds: 0, maxOutputBytes: 0, stdin: [])),
-        .kernelConfig, .vmstat, .poweroff, .reboot,
+        .kernelConfig, .vmstat, .poweroff, .reboot, .cmaAreaCounters,
     ]
 
     static let responses: [AgentResponse] = [

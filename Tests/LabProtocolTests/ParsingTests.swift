@@ -65,6 +65,23 @@ import Testing
         #expect(summary.firstSetBit == 28 && summary.lastSetBit == 40)
     }
 
+    @Test func oddTokensAreSkippedNotCounted() {
+        // Non-decimal, signed, overflowing and empty tokens are not words; tabs and CR LF separate.
+        let summary = parseBitmap("x 4294967296 -1 +3\t\t0\r\n12a 4294967295 ")
+        #expect(summary.words == 3)
+        #expect(summary.setBits == 2 + 32)
+        #expect(summary.runs == [BitRun(start: 0, length: 2), BitRun(start: 64, length: 32)])
+    }
+
+    @Test func fullWordsExtendOneRunAcrossTheArea() {
+        // 100 full words then a partial one: one run of 3203 bits, as a 1 GiB area after a big alloc.
+        let text = Array(repeating: "4294967295", count: 100).joined(separator: " ") + " 7 0"
+        let summary = parseBitmap(text)
+        #expect(summary.words == 102)
+        #expect(summary.runs == [BitRun(start: 0, length: 3203)])
+        #expect(summary.firstSetBit == 0 && summary.lastSetBit == 3202)
+    }
+
     @Test func keepsAtMost64Runs() {
         // 0x55555555: 16 single-bit runs per word; 5 words give 80 runs.
         let summary = parseBitmap(Array(repeating: "1431655765", count: 5).joined(separator: " "))
