@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import LabCore
 
 /// A kernel ready to boot: its bzImage and the .config it was built with.
@@ -14,7 +15,17 @@ public struct BuiltKernel: Sendable {
     public var cached: Bool
     public var commandLine: KernelCommandLine
 
-    public func config() throws(LabError) -> KernelConfig { KernelConfig(parsing: try Files.read(configPath)) }
+    /// The parsed .config. A run asks for it three times (preflight, transport, oracle); it is parsed once
+    /// per process for as long as the file's size and mtime stay the same.
+    public func config() throws(LabError) -> KernelConfig {
+        let stamp = "\(Files.size(configPath) ?? 0)@\(Files.mtime(configPath) ?? 0)"
+        if let hit = Self.parsedConfigs.withLock({ $0[configPath] }), hit.stamp == stamp { return hit.config }
+        let config = KernelConfig(parsing: try Files.read(configPath))
+        Self.parsedConfigs.withLock { $0[configPath] = (stamp, config) }
+        return config
+    }
+
+    private static let parsedConfigs = Mutex<[String: (stamp: String, config: KernelConfig)]>([:])
 }
 
 /// Builds, downloads and caches kernels.
@@ -92,14 +103,23 @@ public final class KernelStore: @unchecked Sendable {
     }
 
     /// Loads a cached kernel and checks the bzImage against the hash recorded when it was stored.
+    ///
+    /// Hashing costs ~15 ms a run, so like git's index the check is skipped while the file's size, inode,
+    /// mtime and ctime are those of its last good check (`<key>/verified`): anything that writes or replaces
+    /// the file changes its ctime, and `touch` cannot set that back.
     private func loadCached(_ image: ImageDefinition, key: String) throws(LabError) -> BuiltKernel {
         let dir = kernelsDir + "/" + key
         let meta = try Files.read(dir + "/meta")
         guard let recorded = meta.split(separator: "\n").first(where: { $0.hasPrefix("bzImage-sha256=") })?.split(separator: "=").last else {
             throw LabError(.io, "\(dir)/meta has no bzImage hash")
         }
-        let actual = SHA256.hex(try Files.readBytes(dir + "/bzImage"))
-        guard actual == recorded else { throw LabError(.io, "\(dir)/bzImage does not match its recorded hash") }
+        let stamp = Files.identity(dir + "/bzImage")
+        let verified = dir + "/verified"
+        if stamp == nil || (try? Files.read(verified)) != "\(recorded) \(stamp!)\n" {
+            let actual = SHA256.hex(try Files.readBytes(dir + "/bzImage"))
+            guard actual == recorded else { throw LabError(.io, "\(dir)/bzImage does not match its recorded hash") }
+            if let stamp { try? Files.write("\(recorded) \(stamp)\n", to: verified) }
+        }
         let log = dir + "/build.log"
         return BuiltKernel(name: image.name, kernel: dir + "/bzImage", configPath: dir + "/config", key: key, directory: dir,
                            buildLog: Files.exists(log) ? log : nil, cached: true, commandLine: image.commandLine)
@@ -157,9 +177,25 @@ public final class KernelStore: @unchecked Sendable {
         return "\(size)@\(Files.mtime(tarball) ?? 0)"
     }
 
+    /// The first line of `gcc --version`, part of every recipe key. Running gcc on each cache lookup costs a
+    /// fork and exec, so the answer is kept in `<cache>/kernels/compiler`, keyed by the resolved gcc binary's
+    /// path, size and mtime (a new compiler is a new file).
     func compilerIdentity() throws(LabError) -> String {
+        let stampFile = kernelsDir + "/compiler"
+        var stamp: String?
+        if let gcc = ChildProcess.findExecutable("gcc"), let real = realpath(gcc, nil) {
+            let path = String(cString: real)
+            free(real)
+            stamp = "\(path) \(Files.size(path) ?? 0) \(Files.mtime(path) ?? 0)"
+        }
+        if let stamp, let text = try? Files.read(stampFile) {
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            if lines.count >= 2, lines[0] == stamp, !lines[1].isEmpty { return String(lines[1]) }
+        }
         let out = try runCapturing(["gcc", "--version"])
-        return String(out.split(separator: "\n").first ?? "unknown")
+        let identity = String(out.split(separator: "\n").first ?? "unknown")
+        if let stamp { try? Files.write(stamp + "\n" + identity + "\n", to: stampFile) }
+        return identity
     }
 
     // MARK: - Building

@@ -105,6 +105,13 @@ public enum Files {
         return stat(path, &st) == 0 ? UInt64(st.st_size) : nil
     }
 
+    /// Size, inode, mtime and ctime (to the nanosecond): what changes when anything writes or replaces a file.
+    static func identity(_ path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return "\(st.st_size) \(st.st_ino) \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)"
+    }
+
     static func mtime(_ path: String) -> Int? {
         var st = stat()
         return stat(path, &st) == 0 ? Int(st.st_mtim.tv_sec) : nil

@@ -25,14 +25,18 @@ public enum OracleRuntime {
         return info
     }
 
-    /// As above for any bzImage; `imageEnd` (when known: a number, or nil inside for "none") skips the gzip run.
+    /// As above for any bzImage; `imageEnd` (when known: a number, or nil inside for "none") skips the gzip run,
+    /// and then only the boot header is read.
     public static func kernelImage(_ bzImage: String, imageEnd known: UInt64?? = nil) -> KernelImageInfo? {
-        guard let bytes = try? Files.readBytes(bzImage), let header = KernelImageInfo.header(bytes) else { return nil }
-        var info = header.info
         if let known {
+            guard let handle = FileHandle(forReadingAtPath: bzImage) else { return nil }
+            defer { try? handle.close() }
+            guard let head = try? handle.read(upToCount: 4096), var info = KernelImageInfo.header([UInt8](head))?.info else { return nil }
             info.imageEnd = known
             return info
         }
+        guard let bytes = try? Files.readBytes(bzImage), let header = KernelImageInfo.header(bytes) else { return nil }
+        var info = header.info
         let end = header.payloadOffset + header.payloadLength
         if end <= bytes.count, header.payloadLength > 2, bytes[header.payloadOffset] == 0x1f, bytes[header.payloadOffset + 1] == 0x8b {
             let dir = NSTemporaryDirectory() + "cmalab-oracle-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"

@@ -146,9 +146,18 @@ extension Integration {
         #expect(first.status == 0 && (first.stdout + first.stderr).contains("cached"), "\(first.stdout)\(first.stderr)")
         let key = real.key
         let bz = kernels + "/" + key + "/bzImage"
+        // The good check left a stamp; a later lookup hashes again only if the file changed since.
+        let meta = try String(contentsOfFile: kernels + "/" + key + "/meta", encoding: .utf8)
+        let hash = try #require(meta.split(separator: "\n").first { $0.hasPrefix("bzImage-sha256=") }?.split(separator: "=").last)
+        #expect(try String(contentsOfFile: kernels + "/" + key + "/verified", encoding: .utf8).hasPrefix(hash + " "))
+        var st = stat()
+        stat(bz, &st)
         var bytes = try #require(FileManager.default.contents(atPath: bz))
         bytes[bytes.count / 2] ^= 0xFF
         try bytes.write(to: URL(fileURLWithPath: bz))
+        // Putting the old mtime back does not hide the change (the ctime moved).
+        var times = [timespec](arrayLiteral: st.st_atim, st.st_mtim)
+        utimensat(AT_FDCWD, bz, &times, 0)
 
         let second = try IT.runCLI(["image", "build", "nocma-6.12"], environment: env)
         #expect(second.status == 0, "\(second.stderr)")
