@@ -28,8 +28,12 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "With --compare: the profile (b) runs (default: Profiles/seed-1g-at-1-2g.yaml).")
     var profile: String?
 
+    @Option(name: .long, help: "Seconds to pause before each timed boot (back-to-back TCG boots alternate fast and slow on some hosts).")
+    var settle: Double = 1
+
     func validate() throws {
         guard (1...100).contains(runs) else { throw ValidationError("--runs must be between 1 and 100") }
+        guard (0...60).contains(settle) else { throw ValidationError("--settle must be between 0 and 60 seconds") }
     }
 
     func run() throws {
@@ -39,7 +43,7 @@ struct BenchCommand: ParsableCommand {
             if compare {
                 guard kernelOptions.kernel == nil else { throw LabError(.input, "--compare runs an image", hint: "use --image NAME") }
                 try CompareBench(lab: lab, kernel: kernel, imageName: kernelOptions.image ?? ImageCatalog.defaultImage, memory: machine.memory,
-                                 append: machine.append.isEmpty ? "cma=1G@1-2G" : machine.append, runs: runs,
+                                 append: machine.append.isEmpty ? "cma=1G@1-2G" : machine.append, runs: runs, settle: settle,
                                  profilePath: profile ?? lab.paths.profilesDirectory + "/seed-1g-at-1-2g.yaml").report()
                 return
             }
@@ -47,6 +51,7 @@ struct BenchCommand: ParsableCommand {
             var ready: [Double] = []
             var total: [Double] = []
             for i in 1...runs {
+                Thread.sleep(forTimeInterval: settle)
                 let session = try lab.boot(kernel, machine.request(name: "bench-\(i)"), bootTimeout: machine.timeout)
                 let readyAt = session.agent?.readyAt.map { $0.timeIntervalSince(session.machine.started) } ?? .nan
                 let exit = try session.finish(timeout: machine.timeout)

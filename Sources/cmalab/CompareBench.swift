@@ -15,6 +15,10 @@ struct CompareBench {
     let memory: ByteSize
     let append: String
     let runs: Int
+    /// Pause before each timed boot. On this project's 2-core host, QEMU boots started right after another
+    /// one ended alternated fast and slow by ~0.1 s (the previous guest's 4 GiB being handed back), which
+    /// with two methods per round always hit the same one; a 1 s pause removed the pattern.
+    var settle: Double = 1
     let profilePath: String
 
     static let seedScript = """
@@ -100,18 +104,21 @@ struct CompareBench {
         var vngMissing = false
         var commandLine = ""
         for i in 1...runs {
+            Thread.sleep(forTimeInterval: settle)
             let bareRun = try bare(i)
             a.append(bareRun.seconds)
             commandLine = bareRun.commandLine
+            Thread.sleep(forTimeInterval: settle)
             let r = try cmalab(i)
             b.append(r.seconds)
             if let x = r.agentReady { ready.append(x) }
             if let x = r.peakRSSKiB { rss.append(x) }
+            Thread.sleep(forTimeInterval: settle)
             if let t = try vng(i) { c.append(t) } else { vngMissing = true }
             printErr(String(format: "run %d: bare %.2f s, cmalab %.2f s%@", i, a.last!, b.last!, c.last.map { String(format: ", vng %.2f s", $0) } ?? ""))
         }
         print("kernel           \(imageName) (\(kernel.kernel))")
-        print("guest            pc, \(memory), 1 CPU, TCG; \(runs) runs each, medians")
+        print(String(format: "guest            pc, %@, 1 CPU, TCG; %d runs each, medians; %.1f s pause before each boot", memory.description, runs, settle))
         print("command line     (a) and (b): `\(commandLine)`; (c): `root=/dev/root pci=noacpi \(append)` and vng's own")
         print(BenchCommand.line("(a) bare QEMU", a))
         print(BenchCommand.line("(b) cmalab run", b))
