@@ -23,8 +23,8 @@ public final class ChildProcess: @unchecked Sendable {
     public private(set) var stdoutFD: Int32 = -1
     public private(set) var stderrFD: Int32 = -1
     public private(set) var exitStatus: Int32?
-    /// A pidfd for the child (pidfd_open(2)): readable once it has exited, so an event loop wakes at
-    /// that moment instead of at its next timeout. -1 on kernels without pidfds.
+    /// A pidfd for the child (pidfd_open(2), close-on-exec): readable once it has exited, so an event loop
+    /// wakes at that moment instead of at its next timeout. -1 on kernels without pidfds.
     public private(set) var exitFD: Int32 = -1
 
     public enum Termination: Equatable, Sendable, CustomStringConvertible {
@@ -118,7 +118,6 @@ public final class ChildProcess: @unchecked Sendable {
         self.stdoutFD = outFD
         self.stderrFD = errFD
         self.exitFD = pidfdOpen(child, 0)
-        if exitFD >= 0 { _ = fcntl(exitFD, F_SETFD, FD_CLOEXEC) }
     }
 
     deinit {

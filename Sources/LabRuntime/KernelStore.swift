@@ -16,9 +16,9 @@ public struct BuiltKernel: Sendable {
     public var commandLine: KernelCommandLine
 
     /// The parsed .config. A run asks for it three times (preflight, transport, oracle); it is parsed once
-    /// per process for as long as the file's size and mtime stay the same.
+    /// per process for as long as the file stays the same (`Files.identity`).
     public func config() throws(LabError) -> KernelConfig {
-        let stamp = "\(Files.size(configPath) ?? 0)@\(Files.mtime(configPath) ?? 0)"
+        let stamp = Files.identity(configPath) ?? ""
         if let hit = Self.parsedConfigs.withLock({ $0[configPath] }), hit.stamp == stamp { return hit.config }
         let config = KernelConfig(parsing: try Files.read(configPath))
         Self.parsedConfigs.withLock { $0[configPath] = (stamp, config) }
@@ -113,12 +113,12 @@ public final class KernelStore: @unchecked Sendable {
         guard let recorded = meta.split(separator: "\n").first(where: { $0.hasPrefix("bzImage-sha256=") })?.split(separator: "=").last else {
             throw LabError(.io, "\(dir)/meta has no bzImage hash")
         }
-        let stamp = Files.identity(dir + "/bzImage")
         let verified = dir + "/verified"
-        if stamp == nil || (try? Files.read(verified)) != "\(recorded) \(stamp!)\n" {
+        let stamp = Files.identity(dir + "/bzImage").map { "\(recorded) \($0)\n" }
+        if stamp == nil || (try? Files.read(verified)) != stamp {
             let actual = SHA256.hex(try Files.readBytes(dir + "/bzImage"))
             guard actual == recorded else { throw LabError(.io, "\(dir)/bzImage does not match its recorded hash") }
-            if let stamp { try? Files.write("\(recorded) \(stamp)\n", to: verified) }
+            if let stamp { try? Files.write(stamp, to: verified) }
         }
         let log = dir + "/build.log"
         return BuiltKernel(name: image.name, kernel: dir + "/bzImage", configPath: dir + "/config", key: key, directory: dir,
@@ -179,14 +179,14 @@ public final class KernelStore: @unchecked Sendable {
 
     /// The first line of `gcc --version`, part of every recipe key. Running gcc on each cache lookup costs a
     /// fork and exec, so the answer is kept in `<cache>/kernels/compiler`, keyed by the resolved gcc binary's
-    /// path, size and mtime (a new compiler is a new file).
+    /// path and `Files.identity` (a new compiler is a new file).
     func compilerIdentity() throws(LabError) -> String {
         let stampFile = kernelsDir + "/compiler"
         var stamp: String?
         if let gcc = ChildProcess.findExecutable("gcc"), let real = realpath(gcc, nil) {
             let path = String(cString: real)
             free(real)
-            stamp = "\(path) \(Files.size(path) ?? 0) \(Files.mtime(path) ?? 0)"
+            stamp = Files.identity(path).map { "\(path) \($0)" }
         }
         if let stamp, let text = try? Files.read(stampFile) {
             let lines = text.split(separator: "\n", omittingEmptySubsequences: false)

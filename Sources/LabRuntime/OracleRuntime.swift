@@ -11,43 +11,51 @@ public enum OracleRuntime {
     /// 64 KiB, enough for the ELF program headers). Nil when the file is not a bzImage.
     ///
     /// `_end` costs a gzip run (~30 ms); for a kernel in the cache it is kept in `<key>/image-end` (the key names
-    /// the content, so it never goes stale).
+    /// the content, so it never goes stale; an empty file records "no `_end`").
     public static func kernelImage(_ kernel: BuiltKernel) -> KernelImageInfo? {
         let bzImage = kernel.kernel
         if let cached = imageCache.withLock({ $0[bzImage] }) { return cached }
+        guard var info = bootHeader(bzImage) else { return nil }
         let store = kernel.directory.isEmpty || !Files.exists(kernel.directory + "/meta") ? nil : kernel.directory + "/image-end"
         let stored = store.flatMap { try? Files.read($0) }.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
-        // "" records "no _end" (not a gzip payload); anything else unreadable is worked out again.
-        let known: UInt64?? = stored.flatMap { $0.isEmpty ? .some(nil) : UInt64($0).map { .some($0) } }
-        guard let info = kernelImage(bzImage, imageEnd: known) else { return nil }
-        if let store, known == nil { try? Files.write(info.imageEnd.map { "\($0)\n" } ?? "\n", to: store) }
+        if let stored, stored.isEmpty || UInt64(stored) != nil {
+            info.imageEnd = UInt64(stored)
+        } else {
+            info.imageEnd = vmlinuxEnd(bzImage)
+            if let store { try? Files.write(info.imageEnd.map { "\($0)\n" } ?? "\n", to: store) }
+        }
         imageCache.withLock { $0[bzImage] = info }
         return info
     }
 
-    /// As above for any bzImage; `imageEnd` (when known: a number, or nil inside for "none") skips the gzip run,
-    /// and then only the boot header is read.
-    public static func kernelImage(_ bzImage: String, imageEnd known: UInt64?? = nil) -> KernelImageInfo? {
-        if let known {
-            guard let handle = FileHandle(forReadingAtPath: bzImage) else { return nil }
-            defer { try? handle.close() }
-            guard let head = try? handle.read(upToCount: 4096), var info = KernelImageInfo.header([UInt8](head))?.info else { return nil }
-            info.imageEnd = known
-            return info
-        }
-        guard let bytes = try? Files.readBytes(bzImage), let header = KernelImageInfo.header(bytes) else { return nil }
-        var info = header.info
-        let end = header.payloadOffset + header.payloadLength
-        if end <= bytes.count, header.payloadLength > 2, bytes[header.payloadOffset] == 0x1f, bytes[header.payloadOffset + 1] == 0x8b {
-            let dir = NSTemporaryDirectory() + "cmalab-oracle-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-            defer { try? FileManager.default.removeItem(atPath: dir) }
-            if (try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)) != nil,
-               FileManager.default.createFile(atPath: dir + "/payload.gz", contents: Data(bytes[header.payloadOffset..<end])) {
-                _ = try? runCapturing(["sh", "-c", "gzip -dc < payload.gz 2>/dev/null | head -c 65536 > head.bin; exit 0"], workingDirectory: dir)
-                if let elf = try? Files.readBytes(dir + "/head.bin") { info.imageEnd = KernelImageInfo.elfImageEnd(elf) }
-            }
-        }
+    /// As above for any bzImage, without the cache.
+    public static func kernelImage(_ bzImage: String) -> KernelImageInfo? {
+        guard var info = bootHeader(bzImage) else { return nil }
+        info.imageEnd = vmlinuxEnd(bzImage)
         return info
+    }
+
+    /// The boot protocol header (the first 4 KiB are plenty).
+    static func bootHeader(_ bzImage: String) -> KernelImageInfo? {
+        guard let handle = FileHandle(forReadingAtPath: bzImage) else { return nil }
+        defer { try? handle.close() }
+        guard let head = try? handle.read(upToCount: 4096) else { return nil }
+        return KernelImageInfo.header([UInt8](head))?.info
+    }
+
+    /// vmlinux's `_end` from a gzip payload; nil for another compression or a file that is not a bzImage.
+    static func vmlinuxEnd(_ bzImage: String) -> UInt64? {
+        guard let bytes = try? Files.readBytes(bzImage), let header = KernelImageInfo.header(bytes) else { return nil }
+        let end = header.payloadOffset + header.payloadLength
+        guard end <= bytes.count, header.payloadLength > 2, bytes[header.payloadOffset] == 0x1f, bytes[header.payloadOffset + 1] == 0x8b else {
+            return nil
+        }
+        let dir = NSTemporaryDirectory() + "cmalab-oracle-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        guard (try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)) != nil,
+              FileManager.default.createFile(atPath: dir + "/payload.gz", contents: Data(bytes[header.payloadOffset..<end])) else { return nil }
+        _ = try? runCapturing(["sh", "-c", "gzip -dc < payload.gz 2>/dev/null | head -c 65536 > head.bin; exit 0"], workingDirectory: dir)
+        return (try? Files.readBytes(dir + "/head.bin")).flatMap(KernelImageInfo.elfImageEnd)
     }
 
     /// The kernel version of a built image: its .config header, else the release a boot printed.

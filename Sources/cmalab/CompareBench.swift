@@ -18,7 +18,7 @@ struct CompareBench {
     /// Pause before each timed boot. On this project's 2-core host, QEMU boots started right after another
     /// one ended alternated fast and slow by ~0.1 s (the previous guest's 4 GiB being handed back), which
     /// with two methods per round always hit the same one; a 1 s pause removed the pattern.
-    var settle: Double = 1
+    let settle: Double
     let profilePath: String
 
     static let seedScript = """
