@@ -48,7 +48,7 @@ public final class AgentClient: @unchecked Sendable {
         let id = nextID
         nextID &+= 1
         let frame = Frame(kind: .request, id: id, payload: request.encode())
-        try send(frame.encoded())
+        try send(frame.encoded(), for: request)
         let deadline = Date().addingTimeInterval(timeout)
         _ = try machine.runLoop(until: deadline) { [unowned self] in self.responses[id] != nil || self.closed }
         if let r = responses.removeValue(forKey: id) { return r }
@@ -127,7 +127,7 @@ public final class AgentClient: @unchecked Sendable {
         }
     }
 
-    private func send(_ bytes: [UInt8]) throws(LabError) {
+    private func send(_ bytes: [UInt8], for request: AgentRequest) throws(LabError) {
         var off = 0
         let deadline = Date().addingTimeInterval(30)
         while off < bytes.count {
@@ -138,8 +138,10 @@ public final class AgentClient: @unchecked Sendable {
                 try machine.runLoop(until: Date().addingTimeInterval(0.01))
                 continue
             }
+            // EPIPE/ECONNRESET: the other end is gone, usually because QEMU or the guest ended; say which.
+            let why = String(cString: strerror(errno))
             closed = true
-            throw LabError(.agent, "cannot write to the agent channel: \(String(cString: strerror(errno)))")
+            throw failure(waitingFor: "the agent to read \(Self.name(of: request)) (write: \(why))")
         }
     }
 
@@ -189,8 +191,9 @@ public final class AgentClient: @unchecked Sendable {
     /// Turns "the thing we waited for did not come" into the most specific reason there is.
     private func failure(waitingFor what: String) -> LabError {
         // The channel often closes a moment before QEMU exits on a panic: let the machine finish so the
-        // console decides (its crash grace period is 3 s at most).
-        if machine.exit == nil, machine.isRunning, closed {
+        // console decides (its crash grace period is 3 s at most). A QEMU that has already exited (and may
+        // already be reaped by `isRunning`) still needs one turn of the loop to record how it ended.
+        if machine.exit == nil, closed || !machine.isRunning {
             _ = try? machine.runLoop(until: Date().addingTimeInterval(5))
         }
         let tail = machine.console.tail.suffix(25).joined(separator: "\n")

@@ -91,6 +91,28 @@ extension Integration {
         #expect(IT.qemuProcesses(ofRuns: [v.runDirectory]).isEmpty)
     }
 
+    /// The order CI once hit: QEMU is dead and already reaped before the agent client notices. The next
+    /// request must still say that QEMU ended (and how), not blame the agent or its channel.
+    @Test func aQEMUReapedBeforeTheNextRequestIsNamed() throws {
+        let k = try IT.kernel("cma-6.12")
+        let s = try IT.lab.boot(k, IT.request(.gib(1), "cma=64M", name: "reaped-qemu"), bootTimeout: 120)
+        let agent = try #require(s.agent)
+        _ = try agent.meminfo()
+        kill(s.machine.pid, SIGKILL)
+        let deadline = Date().addingTimeInterval(10)
+        while s.machine.isRunning, Date() < deadline { usleep(10_000) }   // isRunning reaps it
+        #expect(!s.machine.isRunning)
+        #expect(s.machine.exit == nil, "nothing has run the event loop since the kill")
+        do {
+            _ = try agent.meminfo()
+            Issue.record("a request to a dead guest succeeded")
+        } catch {
+            #expect(error.code == .qemu, "\(error)")
+            #expect(error.message.contains("QEMU exited with killed by signal 9"), "\(error)")
+        }
+        #expect(IT.qemuProcesses(ofRuns: [s.run.path]).isEmpty)
+    }
+
     @Test func missingQEMUAndMissingKernelAreClearErrors() throws {
         let noQEMU = try IT.runCLI(["boot", "--memory", "1G", "--accel", "tcg", "--quiet"], environment: ["CMALAB_QEMU": "/nonexistent/qemu-system-x86_64"])
         #expect(noQEMU.status == 5)
