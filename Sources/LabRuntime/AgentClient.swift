@@ -94,22 +94,10 @@ public final class AgentClient: @unchecked Sendable {
 
     private func connect(deadline: Date) throws(LabError) {
         guard fd < 0 else { return }
+        let address = try UnixSocketAddress(socketPath)
         while true {
-            let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            guard s >= 0 else { throw LabError.posix("cannot create a socket for", socketPath) }
-            _ = fcntl(s, F_SETFD, FD_CLOEXEC)
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(socketPath.utf8)
-            guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-                close(s); throw LabError(.io, "socket path too long: \(socketPath)")
-            }
-            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-                for (i, b) in bytes.enumerated() { raw[i] = b }
-            }
-            let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
+            let s = try UnixSocketAddress.newSocket(for: socketPath)
+            let rc = address.withSockaddr { Glibc.connect(s, $0, $1) }
             if rc == 0 {
                 _ = fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK)
                 fd = s
@@ -120,7 +108,6 @@ public final class AgentClient: @unchecked Sendable {
             close(s)
             // QEMU creates the socket a moment after it starts.
             if !machine.isRunning || Date() >= deadline {
-                _ = try machine.runLoop(until: Date())
                 throw failure(waitingFor: "QEMU's agent socket \(socketPath)")
             }
             try machine.runLoop(until: Date().addingTimeInterval(0.02))

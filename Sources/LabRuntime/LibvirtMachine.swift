@@ -11,7 +11,7 @@ import Synchronization
 /// already reads: the console into a pipe this loop reads like QEMU's stdout; the channel into a Unix
 /// socket in the run's socket directory that `AgentClient` connects to like QEMU's. `stop()` always
 /// destroys the domain.
-public final class LibvirtMachine: Machine, @unchecked Sendable {
+public final class LibvirtMachine: EventLoopMachine, @unchecked Sendable {
     public let plan: QEMUPlan
     public let run: RunDirectory
     public let connection: LibvirtConnection
@@ -29,8 +29,8 @@ public final class LibvirtMachine: Machine, @unchecked Sendable {
     private let consoleStream: LibvirtStream
     private let channelStream: LibvirtStream?
     private var pumps: [StreamPump] = []
-    private let capture: ConsoleCapture
-    private var consoleFD: Int32 = -1
+    let capture: ConsoleCapture
+    private(set) var consoleFD: Int32 = -1
     private var lastStateCheck = Date.distantPast
     private var gone = false
     private var stopped = false
@@ -60,7 +60,7 @@ public final class LibvirtMachine: Machine, @unchecked Sendable {
         xml = spec.render()
         try run.write("libvirt-domain.xml", xml)
         try run.write("libvirt.uri", uri + "\n")
-        FileManager.default.createFile(atPath: run.file("console.log"), contents: nil)
+        _ = FileManager.default.createFile(atPath: run.file("console.log"), contents: nil)
         guard let log = FileHandle(forWritingAtPath: run.file("console.log")) else { throw LabError.posix("cannot open", run.file("console.log")) }
         capture = ConsoleCapture(log: log)
 
@@ -101,46 +101,22 @@ public final class LibvirtMachine: Machine, @unchecked Sendable {
 
     @discardableResult
     public func runLoop(until deadline: Date, _ condition: () -> Bool) throws(LabError) -> Bool {
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            if condition() { return true }
-            if exit != nil { return false }
-            if Signals.pending != 0 {
-                stop()
-                try Signals.check()
-            }
-            let now = Date()
-            if now >= deadline { return condition() }
-            if capture.crashSettled(at: now) {
-                stop(); exit = .crashed(console.crash!); return false
-            }
-            var fds = [pollfd(fd: capture.eof ? -1 : consoleFD, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: agentFD, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: Signals.fd, events: Int16(POLLIN), revents: 0)]
-            let waitMs = Int32(max(1, min(50, deadline.timeIntervalSince(now) * 1000)))
-            _ = Glibc.poll(&fds, nfds_t(fds.count), waitMs)
-            if fds[0].revents != 0 { capture.read(consoleFD, &buf) }
-            if fds[1].revents != 0 { onAgentReadable?() }
-            if capture.flooded {
-                stop()
-                exit = .qemuFailed(capture.floodReason)
-                return false
-            }
-            // A transient domain vanishes when the guest powers off or panics (on_poweroff/on_reboot destroy).
-            if capture.eof || Date().timeIntervalSince(lastStateCheck) > 0.25 {
-                lastStateCheck = Date()
-                if domain.guestEnded { finishAfterExit(&buf); return condition() }
-            }
-        }
+        try runEventLoop(until: deadline, condition)
     }
 
+    // The event loop's view of the domain (see EventLoopMachine): no descriptor says it ended; a transient
+    // domain vanishes when the guest powers off or panics (on_poweroff/on_reboot destroy), asked at the
+    // console's EOF and every 0.25 s.
+    var endFD: Int32 { -1 }
+    func guestHasEnded() -> Bool {
+        guard capture.eof || Date().timeIntervalSince(lastStateCheck) > 0.25 else { return false }
+        lastStateCheck = Date()
+        return domain.guestEnded
+    }
+    func record(_ exit: MachineExit) { self.exit = exit }
+
     public func waitForExit(timeout: TimeInterval) throws(LabError) -> MachineExit {
-        try runLoop(until: started.addingTimeInterval(timeout))
-        if let exit { return exit }
-        stop()
-        let e = MachineExit.timedOut(seconds: timeout)
-        exit = e
-        return e
+        try waitInEventLoop(timeout: timeout)
     }
 
     /// Destroys the domain (if it still runs), ends the streams and the bridges, drains the console.
@@ -159,7 +135,7 @@ public final class LibvirtMachine: Machine, @unchecked Sendable {
         capture.drain(consoleFD, &buf)
     }
 
-    private func finishAfterExit(_ buf: inout [UInt8]) {
+    func finishAfterExit(_ buf: inout [UInt8]) {
         gone = true
         capture.drain(consoleFD, &buf)
         stop()
@@ -192,18 +168,10 @@ public final class LibvirtMachine: Machine, @unchecked Sendable {
     }
 
     private static func listen(_ path: String) throws(LabError) -> Int32 {
-        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard s >= 0 else { throw LabError.posix("cannot create a socket at", path) }
-        _ = fcntl(s, F_SETFD, FD_CLOEXEC)
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { close(s); throw LabError(.io, "socket path too long: \(path)") }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        let address = try UnixSocketAddress(path)
+        let s = try UnixSocketAddress.newSocket(for: path)
         unlink(path)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let rc = address.withSockaddr { bind(s, $0, $1) }
         guard rc == 0, Glibc.listen(s, 1) == 0 else { let e = errno; close(s); throw LabError.posix("cannot listen on", path, errno: e) }
         return s
     }

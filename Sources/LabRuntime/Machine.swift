@@ -53,3 +53,61 @@ public enum Backend: Sendable, Equatable, CustomStringConvertible {
         }
     }
 }
+
+/// The event loop both machines share. A machine says where its console comes from, which descriptor (if
+/// any) becomes readable when the guest ends, how it knows the guest has ended, and how it records the end.
+protocol EventLoopMachine: Machine {
+    var capture: ConsoleCapture { get }
+    var consoleFD: Int32 { get }
+    /// Readable once the guest has ended (QEMU's pidfd), or -1 when there is none (libvirt).
+    var endFD: Int32 { get }
+    /// Asked after each wait: has the guest ended? The loop then calls `finishAfterExit`.
+    func guestHasEnded() -> Bool
+    func finishAfterExit(_ buf: inout [UInt8])
+    func record(_ exit: MachineExit)
+}
+
+extension EventLoopMachine {
+    @discardableResult
+    func runEventLoop(until deadline: Date, _ condition: () -> Bool) throws(LabError) -> Bool {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            if condition() { return true }
+            if exit != nil { return false }
+            if Signals.pending != 0 {
+                stop()
+                try Signals.check()
+            }
+            let now = Date()
+            if now >= deadline { return condition() }
+            // A crash ends the run: give the trace a moment to finish printing, then stop the guest.
+            if capture.crashSettled(at: now) {
+                stop(); record(.crashed(console.crash!)); return false
+            }
+            var fds = [pollfd(fd: capture.eof ? -1 : consoleFD, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: agentFD, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: Signals.fd, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: endFD, events: Int16(POLLIN), revents: 0)]
+            let waitMs = Int32(max(1, min(50, deadline.timeIntervalSince(now) * 1000)))
+            _ = Glibc.poll(&fds, nfds_t(fds.count), waitMs)
+            if fds[0].revents != 0 { capture.read(consoleFD, &buf) }
+            if fds[1].revents != 0 { onAgentReadable?() }
+            if capture.flooded {
+                stop()
+                record(.qemuFailed(capture.floodReason))
+                return false
+            }
+            if guestHasEnded() { finishAfterExit(&buf); return condition() }
+        }
+    }
+
+    /// Waits for the guest to end by itself; stops it `timeout` seconds after it started.
+    func waitInEventLoop(timeout: TimeInterval) throws(LabError) -> MachineExit {
+        try runEventLoop(until: started.addingTimeInterval(timeout), { false })
+        if let exit { return exit }
+        stop()
+        let e = MachineExit.timedOut(seconds: timeout)
+        record(e)
+        return e
+    }
+}

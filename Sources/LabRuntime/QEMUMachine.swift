@@ -34,7 +34,7 @@ public final class QEMUMachine: @unchecked Sendable {
     public var onAgentReadable: (() -> Void)?
 
     private let process: ChildProcess
-    private let capture: ConsoleCapture
+    let capture: ConsoleCapture
     public var consoleFlooded: Bool { capture.flooded }
 
     public init(plan: QEMUPlan, run: RunDirectory) throws(LabError) {
@@ -49,7 +49,7 @@ public final class QEMUMachine: @unchecked Sendable {
         }
         let argv = plan.arguments()
         try run.write("qemu.argv", argv.map(shellQuote).joined(separator: " ") + "\n")
-        FileManager.default.createFile(atPath: run.file("console.log"), contents: nil)
+        _ = FileManager.default.createFile(atPath: run.file("console.log"), contents: nil)
         guard let log = FileHandle(forWritingAtPath: run.file("console.log")) else { throw LabError.posix("cannot open", run.file("console.log")) }
         capture = ConsoleCapture(log: log)
         // setpriv: the kernel sends QEMU SIGKILL if cmalab dies, whatever the way.
@@ -73,46 +73,12 @@ public final class QEMUMachine: @unchecked Sendable {
     /// deadline passes (false, and `exit` stays nil). Throws on SIGINT/SIGTERM after stopping QEMU.
     @discardableResult
     public func runLoop(until deadline: Date, _ condition: () -> Bool = { false }) throws(LabError) -> Bool {
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            if condition() { return true }
-            if exit != nil { return false }
-            if Signals.pending != 0 {
-                stop()
-                try Signals.check()
-            }
-            let now = Date()
-            if now >= deadline { return condition() }
-            // A crash ends the run: give the trace a moment to finish printing, then stop QEMU.
-            if capture.crashSettled(at: now) {
-                stop(); exit = .crashed(console.crash!); return false
-            }
-            var fds = [pollfd(fd: capture.eof ? -1 : process.stdoutFD, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: agentFD, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: Signals.fd, events: Int16(POLLIN), revents: 0),
-                       // QEMU's exit: the console pipe's EOF can come before the process is reapable.
-                       pollfd(fd: process.exitFD, events: Int16(POLLIN), revents: 0)]
-            let waitMs = Int32(max(1, min(50, deadline.timeIntervalSince(now) * 1000)))
-            _ = Glibc.poll(&fds, nfds_t(fds.count), waitMs)
-            if fds[0].revents != 0 { capture.read(process.stdoutFD, &buf) }
-            if fds[1].revents != 0 { onAgentReadable?() }
-            if capture.flooded {
-                stop()
-                exit = .qemuFailed(capture.floodReason)
-                return false
-            }
-            if process.poll() != nil { finishAfterExit(&buf); return condition() }
-        }
+        try runEventLoop(until: deadline, condition)
     }
 
     /// Waits for the guest to end by itself.
     public func waitForExit(timeout: TimeInterval) throws(LabError) -> MachineExit {
-        try runLoop(until: started.addingTimeInterval(timeout))
-        if let exit { return exit }
-        stop()
-        let e = MachineExit.timedOut(seconds: timeout)
-        exit = e
-        return e
+        try waitInEventLoop(timeout: timeout)
     }
 
     /// Ends QEMU now (SIGTERM to its group, then SIGKILL), drains the console, records the exit.
@@ -122,7 +88,14 @@ public final class QEMUMachine: @unchecked Sendable {
         capture.drain(process.stdoutFD, &buf)
     }
 
-    private func finishAfterExit(_ buf: inout [UInt8]) {
+    // The event loop's view of QEMU (see EventLoopMachine).
+    var consoleFD: Int32 { process.stdoutFD }
+    // The console pipe's EOF can come before the process is reapable; the pidfd says when it is.
+    var endFD: Int32 { process.exitFD }
+    func guestHasEnded() -> Bool { process.poll() != nil }
+    func record(_ exit: MachineExit) { self.exit = exit }
+
+    func finishAfterExit(_ buf: inout [UInt8]) {
         capture.drain(process.stdoutFD, &buf)
         guard exit == nil else { return }
         let t = process.poll()!
@@ -138,6 +111,8 @@ public final class QEMUMachine: @unchecked Sendable {
         }
     }
 }
+
+extension QEMUMachine: EventLoopMachine {}
 
 extension QEMUPlan {
     func validateOrThrow() throws(LabError) {
