@@ -33,8 +33,10 @@ let package = Package(
         // libFuzzer target for the parsers (`make fuzz`); a plain build replays inputs from files.
         .executableTarget(name: "cmalab-fuzz", dependencies: ["LabCore", "LabProtocol"]),
 
-        .testTarget(name: "LabProtocolTests", dependencies: ["LabProtocol"]),
-        .testTarget(name: "LabCoreTests", dependencies: ["LabCore"], resources: [.copy("Fixtures")]),
+        // What several test targets share (a seeded PRNG); not part of any product.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "LabProtocolTests", dependencies: ["LabProtocol", "TestSupport"]),
+        .testTarget(name: "LabCoreTests", dependencies: ["LabCore", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "LabProtocol"]),
         .testTarget(name: "LabRuntimeTests", dependencies: ["LabRuntime", "LabCore"]),
         // Boots real kernels in real QEMU; needs the images built by `make images`.

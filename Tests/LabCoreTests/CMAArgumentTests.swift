@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import LabCore
 
 @Suite struct CMAArgumentTests {
@@ -46,19 +47,6 @@ import Testing
             #expect(r.base == base << 30)
             #expect(r.warnings.isEmpty || base == 0)
         }
-    }
-}
-
-/// Deterministic PRNG for reproducible randomized tests (the same SplitMix64 as LabProtocolTests).
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
