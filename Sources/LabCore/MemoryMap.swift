@@ -424,11 +424,11 @@ public enum MemoryMapSVG {
         let ticks = layOutTicks(scale)
         s += "<g class=\"axis\" \(font) fill=\"#333\" text-anchor=\"middle\">\n"
         for t in ticks where t.label != nil {
-            s += "<line x1=\"\(n(t.x))\" y1=\"\(n(contentsY))\" x2=\"\(n(t.x))\" y2=\"\(n(axisY))\" stroke=\"#e3e3e3\" stroke-width=\"1\"/>\n"
+            s += line(t.x, contentsY, t.x, axisY, stroke: "#e3e3e3", width: "1")
         }
-        s += "<line x1=\"\(n(mapLeft))\" y1=\"\(n(axisY))\" x2=\"\(n(mapRight))\" y2=\"\(n(axisY))\" stroke=\"#888\" stroke-width=\"1\"/>\n"
+        s += line(mapLeft, axisY, mapRight, axisY, stroke: "#888", width: "1")
         for t in ticks {
-            s += "<line x1=\"\(n(t.x))\" y1=\"\(n(axisY))\" x2=\"\(n(t.x))\" y2=\"\(n(axisY + (t.label == nil ? 3 : 6)))\" stroke=\"#888\" stroke-width=\"1\"/>\n"
+            s += line(t.x, axisY, t.x, axisY + (t.label == nil ? 3 : 6), stroke: "#888", width: "1")
             if let label = t.label {
                 s += "<text class=\"tick\" x=\"\(n(t.labelX))\" y=\"\(n(axisY + 18))\" data-address=\"\(hex(t.address))\">\(Report.text(label))</text>\n"
             }
@@ -453,7 +453,7 @@ public enum MemoryMapSVG {
             // Two slanted strokes: the address space here is compressed.
             let c = (seg.x0 + seg.x1) / 2
             for dx in [-4.0, 4.0] {
-                s += "<line class=\"break\" x1=\"\(n(c + dx - 5))\" y1=\"\(n(e820Y + e820H + 3))\" x2=\"\(n(c + dx + 5))\" y2=\"\(n(e820Y - 3))\" stroke=\"#777\" stroke-width=\"1.5\"/>\n"
+                s += line(c + dx - 5, e820Y + e820H + 3, c + dx + 5, e820Y - 3, stroke: "#777", width: "1.5", class: "break")
             }
         }
         let warned = placed.filter { $0.mark.kind == .cmaNotRAM }
@@ -489,7 +489,7 @@ public enum MemoryMapSVG {
         for l in labels {
             let color = Colors.mark(l.mark.kind)
             let laneTop = top + Double(lanes - 1 - l.lane) * laneHeight
-            s += "<line x1=\"\(n(l.anchor))\" y1=\"\(n(laneTop + 25))\" x2=\"\(n(l.anchor))\" y2=\"\(n(contentsY + 3))\" stroke=\"\(color)\" stroke-width=\"1\"/>\n"
+            s += line(l.anchor, laneTop + 25, l.anchor, contentsY + 3, stroke: color, width: "1")
             s += "<text class=\"label\" data-name=\"\(Report.attr(l.mark.name))\" data-lane=\"\(l.lane)\" x=\"\(n(l.x))\" y=\"\(n(laneTop + 10))\" "
             s += "data-width=\"\(n(l.width))\" fill=\"\(color)\">"
             s += "<tspan font-weight=\"bold\">\(Report.text(l.line1))</tspan>"
@@ -503,9 +503,8 @@ public enum MemoryMapSVG {
             let x0 = scale.x(window.start), x1 = max(scale.x(window.end), scale.x(window.start) + 2)
             let dash = cls == "predicted" ? " stroke-dasharray=\"5 3\"" : ""
             s += "<g class=\"window \(cls)\" data-start=\"\(hex(window.start))\" data-end=\"\(hex(window.end))\" \(font)>\n"
-            s += "<line x1=\"\(n(x0))\" y1=\"\(n(wy + 6))\" x2=\"\(n(x1))\" y2=\"\(n(wy + 6))\" stroke=\"\(color)\" stroke-width=\"2.5\"\(dash)/>\n"
-            s += "<line x1=\"\(n(x0))\" y1=\"\(n(wy))\" x2=\"\(n(x0))\" y2=\"\(n(wy + 12))\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
-            s += "<line x1=\"\(n(x1))\" y1=\"\(n(wy))\" x2=\"\(n(x1))\" y2=\"\(n(wy + 12))\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
+            s += line(x0, wy + 6, x1, wy + 6, stroke: color, width: "2.5", extra: dash)
+            for x in [x0, x1] { s += line(x, wy, x, wy + 12, stroke: color, width: "2") }
             let textWidth = Double(window.label.count) * charWidth
             let tx = max(mapLeft, min(x0, mapRight - textWidth))
             s += "<text x=\"\(n(tx))\" y=\"\(n(wy + 24))\" fill=\"\(color)\">\(Report.text(window.label))</text>\n"
@@ -522,6 +521,13 @@ public enum MemoryMapSVG {
         s += "</g>\n"
         s += "</svg>\n"
         return s
+    }
+
+    /// One `<line>` element (and its newline), coordinates written the way `n` writes them.
+    static func line(_ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, stroke: String, width: String,
+                     extra: String = "", class cls: String? = nil) -> String {
+        let c = cls.map { "class=\"\($0)\" " } ?? ""
+        return "<line \(c)x1=\"\(n(x1))\" y1=\"\(n(y1))\" x2=\"\(n(x2))\" y2=\"\(n(y2))\" stroke=\"\(stroke)\" stroke-width=\"\(width)\"\(extra)/>\n"
     }
 
     // MARK: - Layout
