@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import LabRuntime
 
-/// `--backend qemu|libvirt` and `--connect URI`: who runs the guests. Shared by run, boot and matrix.
+/// `--backend qemu|libvirt` and `--connect URI`: who runs the guests. Shared by run, boot, shell and matrix.
 struct BackendOptions: ParsableArguments {
     enum Kind: String, ExpressibleByArgument, CaseIterable { case qemu, libvirt }
 

@@ -17,6 +17,7 @@ struct ShellCommand: ParsableCommand {
 
     @OptionGroup var kernelOptions: KernelOptions
     @OptionGroup var machine: MachineOptions
+    @OptionGroup var backendOptions: BackendOptions
 
     @Option(name: .long, help: "Seconds one command may run.")
     var commandTimeout: Double = 300
@@ -25,7 +26,8 @@ struct ShellCommand: ParsableCommand {
         try runReportingErrors {
             let lab = Lab()
             let kernel = try lab.kernel(image: kernelOptions.image, kernelPath: kernelOptions.kernel, configPath: kernelOptions.config)
-            let request = machine.request(name: "shell-\(kernel.name)")
+            var request = machine.request(name: "shell-\(kernel.name)")
+            request.backend = try backendOptions.single()
             printErr("cmalab: booting \(kernel.name) ...")
             let session = try lab.boot(kernel, request, bootTimeout: machine.timeout)
             guard let agent = session.agent, let hello = agent.hello else { throw LabError(.agent, "no agent") }

@@ -122,6 +122,20 @@ extension Integration {
         #expect(Set(used) == Set(uris))
     }
 
+    @Test func shellRunsLinesInALibvirtDomain() throws {
+        let dir = try LibvirtIT.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "cd /sys/kernel/debug/cma/reserved\ncat count\necho 16 > alloc\ncat used\ncat /proc/cmdline\nexit\n"
+            .write(toFile: dir + "/in", atomically: true, encoding: .utf8)
+        let r = try IT.runCLI(["shell", "--memory", "1G", "--append", "cma=64M", "--backend", "libvirt", "--connect", LibvirtIT.uri],
+                              stdin: dir + "/in")
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(r.stdout.hasPrefix("16384\n16\n"), "\(r.stdout)")
+        #expect(r.stdout.contains("cma=64M"))
+        #expect(r.stderr.contains("guest powered off"))
+        #expect(try LibvirtIT.waitUntil(5) { try LibvirtIT.cmalabDomains().isEmpty })
+    }
+
     @Test func kernelFilesBecomeStorageVolumesUploadedOnce() throws {
         let dir = try LibvirtIT.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
