@@ -4,7 +4,7 @@ SWIFT ?= swift
 # The tool itself (release); tests use the debug build that `swift build --build-tests` makes.
 CMALAB := .build/release/cmalab
 CMALAB_DEBUG := .build/debug/cmalab
-# The guest agent: fully static, in its own build folder (static linking flags apply to a whole build).
+# The guest agent: fully static, built with Embedded Swift by Scripts/build-agent (--hosted: SwiftPM).
 AGENT := .build-agent/release/cmalab-agent
 # Images the integration tests boot.
 TEST_IMAGES := cma-6.12 cma-6.12-uart cma-6.12-nodmacma cma-6.12-numa nocma-6.12
@@ -32,10 +32,7 @@ build:
 	$(SWIFT) build -c release --product cmalab
 
 agent:
-	$(SWIFT) build -c release --scratch-path .build-agent --product cmalab-agent -Xswiftc -static-executable
-	@strip $(AGENT)
-	@file $(AGENT) | grep -q 'statically linked' || { echo "cmalab-agent is not statically linked"; exit 1; }
-	@echo "agent: $(AGENT) ($$(stat -c %s $(AGENT)) bytes)"
+	@Scripts/build-agent
 
 test-images:
 	$(SWIFT) build --build-tests

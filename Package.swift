@@ -13,7 +13,9 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
-        // Wire format shared by host and guest: frames and typed messages. stdlib only.
+        // Wire format shared by host and guest: frames and typed messages. stdlib only. LabProtocol, AgentCore
+        // and cmalab-agent are also compiled with Embedded Swift for the guest (Scripts/build-agent, `make
+        // agent`): no Foundation, no key paths, no reflection-based printing there.
         .target(name: "LabProtocol"),
         // Pure lab logic: parsers, planners, profile model, evaluation, reports. No I/O.
         .target(name: "LabCore", dependencies: ["LabProtocol", .product(name: "Yams", package: "Yams")]),

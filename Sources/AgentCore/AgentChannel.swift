@@ -11,7 +11,7 @@ public enum AgentChannel {
         paths: AgentPaths = AgentPaths(), virtioWaitMilliseconds: Int = 3000
     ) -> (fd: Int32, description: String)? {
         let cmdline = (try? readText(joinPath(paths.proc, "cmdline"))) ?? ""
-        let forceUART = cmdline.split(whereSeparator: \.isWhitespace).contains("cmalab.channel=uart")
+        let forceUART = cmdline.split(whereSeparator: { $0.isWhitespace }).contains("cmalab.channel=uart")
         if !forceUART, let port = openVirtioPort(paths: paths, waitMilliseconds: virtioWaitMilliseconds) {
             return port
         }

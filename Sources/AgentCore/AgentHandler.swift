@@ -106,8 +106,8 @@ public struct AgentHandler: Sendable {
 
     /// "name value" lines as in /proc/vmstat; malformed lines are skipped.
     public static func parseCounters(_ text: String) -> [Counter] {
-        text.split(whereSeparator: \.isNewline).compactMap { line in
-            let words = line.split(whereSeparator: \.isWhitespace)
+        text.split(whereSeparator: { $0.isNewline }).compactMap { line in
+            let words = line.split(whereSeparator: { $0.isWhitespace })
             guard words.count == 2, let value = UInt64(words[1]) else { return nil }
             return Counter(name: String(words[0]), value: value)
         }

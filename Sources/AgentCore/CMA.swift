@@ -53,7 +53,7 @@ enum CMA {
     }
 
     private static func subdirectories(_ path: String) throws(SystemError) -> [String] {
-        try listDirectory(path).filter { $0.kind == DirectoryEntry.directory }.map(\.name)
+        try listDirectory(path).filter { $0.kind == DirectoryEntry.directory }.map { $0.name }
     }
 
     /// Every regular file of a sysfs directory that holds a number; none if it is missing.

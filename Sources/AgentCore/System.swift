@@ -6,7 +6,7 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
     public var operation: String
     public var errno: Int32
 
-    public init(_ operation: String, errno: Int32 = Glibc.errno) {
+    public init(_ operation: String, errno: Int32 = currentErrno()) {
         self.operation = operation
         self.errno = errno
     }
@@ -81,17 +81,17 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8], _ what: @autoclosure () -> String) 
 }
 
 func fileKind(_ mode: mode_t) -> UInt8 {
-    switch mode & S_IFMT {
-    case S_IFREG: DirectoryEntry.file
-    case S_IFDIR: DirectoryEntry.directory
-    case S_IFLNK: DirectoryEntry.symlink
+    switch mode & mode_t(S_IFMT) {
+    case mode_t(S_IFREG): DirectoryEntry.file
+    case mode_t(S_IFDIR): DirectoryEntry.directory
+    case mode_t(S_IFLNK): DirectoryEntry.symlink
     default: DirectoryEntry.other
     }
 }
 
 func isDirectory(_ path: String) -> Bool {
     var info = stat()
-    return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
+    return stat(path, &info) == 0 && info.st_mode & mode_t(S_IFMT) == mode_t(S_IFDIR)
 }
 
 /// The entries of a directory (without "." and ".."), sorted by name, typed via lstat.

@@ -12,11 +12,11 @@ public struct Meminfo: Equatable, Sendable {
     /// Lines that do not have that shape are ignored.
     public static func parse(_ text: String) -> Meminfo {
         var fields = [MeminfoField]()
-        for line in text.split(whereSeparator: \.isNewline) {
+        for line in text.split(whereSeparator: { $0.isNewline }) {
             guard let colon = line.firstIndex(of: ":") else { continue }
             let name = line[..<colon]
-            let words = line[line.index(after: colon)...].split(whereSeparator: \.isWhitespace)
-            guard !name.isEmpty, !name.contains(where: \.isWhitespace),
+            let words = line[line.index(after: colon)...].split(whereSeparator: { $0.isWhitespace })
+            guard !name.isEmpty, !name.contains(where: { $0.isWhitespace }),
                   (1...2).contains(words.count), let value = UInt64(words[0])
             else { continue }
             fields.append(MeminfoField(name: String(name), value: value, unit: words.count == 2 ? String(words[1]) : nil))

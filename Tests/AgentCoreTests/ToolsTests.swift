@@ -6,7 +6,7 @@ import Testing
 @Suite struct ToolsTests {
     @Test func timedWriteWritesOnceAndReportsTheErrno() throws {
         let path = NSTemporaryDirectory() + "cmalab-tw-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let (ns, err) = AgentTools.timedWrite(path: path, value: "262144")
         #expect(err == 0 && ns > 0)
