@@ -41,20 +41,5 @@ public struct KernelImageInfo: Codable, Equatable, Sendable {
 
     /// The end of the highest PT_LOAD segment (`p_paddr + p_memsz`) of an ELF64 vmlinux, from its first bytes
     /// (the ELF header and program headers). Nil when it is not a little-endian ELF64 file.
-    public static func elfImageEnd(_ bytes: [UInt8]) -> UInt64? {
-        guard bytes.count >= 64, bytes[0] == 0x7f, bytes[1] == 0x45, bytes[2] == 0x4c, bytes[3] == 0x46, bytes[4] == 2, bytes[5] == 1 else { return nil }
-        func u16(_ o: Int) -> UInt64 { UInt64(bytes[o]) | UInt64(bytes[o + 1]) << 8 }
-        func u32(_ o: Int) -> UInt64 { u16(o) | u16(o + 2) << 16 }
-        func u64(_ o: Int) -> UInt64 { u32(o) | u32(o + 4) << 32 }
-        let phoff = Int(u64(0x20)), phentsize = Int(u16(0x36)), phnum = Int(u16(0x38))
-        guard phentsize >= 56, phnum > 0, phoff + phnum * phentsize <= bytes.count else { return nil }
-        var end: UInt64?
-        for i in 0..<phnum {
-            let p = phoff + i * phentsize
-            guard u32(p) == 1 else { continue }   // PT_LOAD
-            let top = u64(p + 0x18) &+ u64(p + 0x28)   // p_paddr + p_memsz
-            end = max(end ?? 0, top)
-        }
-        return end
-    }
+    public static func elfImageEnd(_ bytes: [UInt8]) -> UInt64? { ELF64(bytes)?.loadEnd }
 }

@@ -4,19 +4,23 @@ import LabCore
 /// Writes the guest's initramfs (an uncompressed newc cpio: under TCG, gunzip in the guest costs more
 /// than loading a few extra MiB) and caches it by its inputs.
 ///
-/// Layout: `/init` is the static cmalab agent (or a shell script for `--init`), `/bin/busybox` is Debian's
-/// busybox-static with a link for every applet, plus the mount points the agent uses.
+/// Layout: `/init` is the static cmalab agent (a link to `/sbin/cmalab-agent`, or a small shell wrapper for
+/// an agent built with the full Swift runtime, see `agentInit`), or a shell script for `--init`;
+/// `/bin/busybox` is Debian's busybox-static with a link for every applet, plus the mount points the agent uses.
 public final class InitramfsStore: @unchecked Sendable {
     let paths: LabPaths
-    static let layoutVersion = "cmalab-initramfs-3"
+    static let layoutVersion = "cmalab-initramfs-4"
     public static let busyboxPath = "/bin/busybox"
 
     public init(paths: LabPaths) { self.paths = paths }
 
-    /// SWIFT_DETERMINISTIC_HASHING: Swift seeds its hashing with getrandom(2), which blocks until the
-    /// kernel's CRNG is ready; a TCG guest without an entropy source gets there only ~1.5 s after init
-    /// starts ("random: crng init done"). The agent hashes nothing an attacker chooses, so a fixed seed
-    /// is fine, and the agent is ready as soon as it starts.
+    /// `/init` for an agent built with the full Swift runtime (`Scripts/build-agent --hosted`). Such a
+    /// static binary finds its runtime through /proc/self/exe before main() runs, and at PID 1 /proc is
+    /// not mounted yet: mount it, then exec the agent (it stays PID 1). SWIFT_DETERMINISTIC_HASHING: that
+    /// runtime seeds its hashing with getrandom(2), which blocks until the kernel's CRNG is ready; a TCG
+    /// guest without an entropy source gets there only ~1.5 s after init starts ("random: crng init
+    /// done"). The agent hashes nothing an attacker chooses, so a fixed seed is fine. The Embedded Swift
+    /// agent (`make agent`) needs neither and is /init itself, which saves a busybox start under TCG.
     static let agentInit = """
         #!/bin/busybox sh
         /bin/busybox mount -t proc proc /proc
@@ -65,14 +69,25 @@ public final class InitramfsStore: @unchecked Sendable {
         }
         switch initProgram {
         case .agent(let path):
-            // A static Swift binary finds its runtime through /proc/self/exe before main() runs, and at
-            // PID 1 /proc is not mounted yet: mount it, then exec the agent (it stays PID 1).
-            cpio.file("sbin/cmalab-agent", contents: try Files.readBytes(path), mode: 0o755)
-            cpio.file("init", contents: Array(Self.agentInit.utf8), mode: 0o755)
+            let agent = try Files.readBytes(path)
+            cpio.file("sbin/cmalab-agent", contents: agent, mode: 0o755)
+            if Self.needsSwiftRuntime(agent) {
+                cpio.file("init", contents: Array(Self.agentInit.utf8), mode: 0o755)
+            } else {
+                cpio.symlink("init", target: "/sbin/cmalab-agent")
+            }
         case .script(let text): cpio.file("init", contents: Array(("#!/bin/sh\n" + text + "\n").utf8), mode: 0o755)
         }
         try Files.write(cpio.finish(), to: out)
         return out
+    }
+
+    /// Whether an agent binary carries the full Swift runtime (its metadata sections, `swift5_*`), which
+    /// must find itself through /proc before main(); an Embedded Swift build has none of them. A binary
+    /// whose sections cannot be read gets the wrapper, which works for both.
+    static func needsSwiftRuntime(_ binary: [UInt8]) -> Bool {
+        guard let names = ELF64(binary)?.sectionNames else { return true }
+        return names.contains { $0.hasPrefix("swift5_") }
     }
 
     /// The SHA-256 of a file's contents, remembered per (path, size, mtime, inode) so an unchanged

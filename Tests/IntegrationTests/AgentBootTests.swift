@@ -63,6 +63,20 @@ extension Integration {
         #expect(try s.finish(timeout: 60) == .poweredOff)
     }
 
+    /// `make agent` builds the agent with Embedded Swift: about 1 MB, and it is /init itself (no busybox
+    /// wrapper); its helper mode runs from /sbin/cmalab-agent like before.
+    @Test func theEmbeddedAgentIsInitItself() throws {
+        let binary = Array(try Data(contentsOf: URL(fileURLWithPath: IT.lab.paths.agentBinary)))
+        #expect(!InitramfsStore.needsSwiftRuntime(binary), "\(IT.lab.paths.agentBinary) carries the Swift runtime: build it with `make agent`")
+        #expect(binary.count < 2 << 20, "\(binary.count) bytes")
+        let k = try IT.kernel("cma-6.12")
+        let s = try IT.lab.boot(k, IT.request(.gib(1), "cma=64M", name: "agent-init"), bootTimeout: 120)
+        let agent = try #require(s.agent)
+        let r = try agent.shell("tr '\\0' ' ' < /proc/1/cmdline; echo; readlink /init; /sbin/cmalab-agent hold-memory 2>&1; echo $?", timeout: 30)
+        #expect(String(decoding: r.stdout, as: UTF8.self) == "/init \n/sbin/cmalab-agent\nusage: hold-memory BYTES [pin|mlock]\n2\n", "\(r)")
+        #expect(try s.finish(timeout: 30) == .poweredOff)
+    }
+
     @Test func execAndConfigAndFiles() throws {
         let k = try IT.kernel("cma-6.12")
         let s = try IT.lab.boot(k, IT.request(.gib(1), "cma=64M", name: "agent-exec"), bootTimeout: 120)
