@@ -27,3 +27,35 @@ import LabCore
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: dir + "/out/usr/bin/sh") == "/bin/busybox")
     }
 }
+
+/// The initramfs's /init for each kind of agent, read back with GNU cpio: an agent without the Swift runtime
+/// (busybox stands in: a static binary with no swift5_* sections) is linked as /init; one with the runtime
+/// (this test binary) gets the wrapper that mounts /proc first.
+@Suite struct InitramfsLayoutTests {
+    func unpack(agent: String) throws -> (dir: String, initIsLink: Bool) {
+        let dir = NSTemporaryDirectory() + "cmalab-initramfs-\(getpid())-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: true)
+        let store = InitramfsStore(paths: LabPaths(home: dir, cache: dir + "/cache", runs: dir + "/runs"))
+        let archive = try store.ensure(.agent(agent))
+        _ = try runCapturing(["sh", "-c", "cpio -id --quiet < \(archive)"], workingDirectory: dir + "/out")
+        let link = try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/out/init")
+        #expect(FileManager.default.contents(atPath: dir + "/out/sbin/cmalab-agent") == FileManager.default.contents(atPath: agent))
+        return (dir, link == "/sbin/cmalab-agent")
+    }
+
+    @Test func anAgentWithoutTheRuntimeIsInit() throws {
+        let (dir, isLink) = try unpack(agent: InitramfsStore.busyboxPath)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(isLink)
+    }
+
+    @Test func anAgentWithTheRuntimeGetsTheWrapper() throws {
+        let me = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let (dir, isLink) = try unpack(agent: me)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(!isLink)
+        let wrapper = try String(contentsOfFile: dir + "/out/init", encoding: .utf8)
+        #expect(wrapper == InitramfsStore.agentInit)
+        #expect(wrapper.contains("mount -t proc proc /proc") && wrapper.hasSuffix("exec /sbin/cmalab-agent"))
+    }
+}
