@@ -1,5 +1,5 @@
 /* The C headers the agent uses, and non-variadic, non-macro forms of what Swift cannot import
- * (errno, open, fcntl, MAP_FAILED, SIG_IGN, SIG_DFL). See Sources/AgentCore/EmbeddedGlibc.swift. */
+ * (errno, open, fcntl, MAP_FAILED, SIG_IGN). See Sources/AgentCore/EmbeddedGlibc.swift. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -32,4 +32,3 @@ static inline int cmalab_open(const char *path, int flags, mode_t mode) { return
 static inline int cmalab_fcntl(int fd, int command, long argument) { return fcntl(fd, command, argument); }
 static inline void *cmalab_map_failed(void) { return MAP_FAILED; }
 static inline __sighandler_t cmalab_sig_ign(void) { return SIG_IGN; }
-static inline __sighandler_t cmalab_sig_dfl(void) { return SIG_DFL; }

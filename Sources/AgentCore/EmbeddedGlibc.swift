@@ -14,7 +14,6 @@ public func fcntl(_ fd: Int32, _ command: Int32) -> Int32 { cmalab_fcntl(fd, com
 public func fcntl(_ fd: Int32, _ command: Int32, _ argument: Int32) -> Int32 { cmalab_fcntl(fd, command, Int(argument)) }
 public var MAP_FAILED: UnsafeMutableRawPointer! { cmalab_map_failed() }
 public var SIG_IGN: __sighandler_t? { cmalab_sig_ign() }
-public var SIG_DFL: __sighandler_t? { cmalab_sig_dfl() }
 #endif
 
 /// errno, read the same way in both builds.

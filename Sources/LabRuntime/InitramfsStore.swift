@@ -90,22 +90,15 @@ public final class InitramfsStore: @unchecked Sendable {
         return names.contains { $0.hasPrefix("swift5_") }
     }
 
-    /// The SHA-256 of a file's contents, remembered per (path, size, mtime, inode) so an unchanged
-    /// agent or busybox is not read and hashed again on every boot.
+    /// The SHA-256 of a file's contents, remembered per path and `Files.identity` (size, inode, mtime,
+    /// ctime) so an unchanged agent or busybox is not read and hashed again on every boot.
     func contentHash(_ path: String) throws(LabError) -> String {
         let dir = paths.cache + "/initramfs/hashes"
-        let memo = dir + "/" + SHA256.hex(Self.fileIdentity(path))
+        let memo = dir + "/" + SHA256.hex(path + ":" + (Files.identity(path) ?? ""))
         if let known = try? String(contentsOfFile: memo, encoding: .utf8), known.count == 64 { return known }
         let digest = SHA256.hex(try Files.readBytes(path))
         try Files.mkdirs(dir)
         try Files.write(digest, to: memo)
         return digest
-    }
-
-    /// Path, size, modification time and inode: what says "this file has not changed".
-    static func fileIdentity(_ path: String) -> String {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return path }
-        return "\(path):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec):\(st.st_ino)"
     }
 }
