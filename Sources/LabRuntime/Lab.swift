@@ -143,7 +143,13 @@ public final class Lab: @unchecked Sendable {
         let machine: any Machine
         switch request.backend {
         case .qemu: machine = try QEMUMachine(plan: plan, run: run)
-        case .libvirt(let uri): machine = try LibvirtMachine(plan: plan, run: run, uri: uri)
+        case .libvirt(let uri):
+            let m = try LibvirtMachine(plan: plan, run: run, uri: uri)
+            // One line per daemon and process: every domain would say the same.
+            if let notice = m.slowStartNotice, Self.noticesShown.withLock({ $0.insert("libvirt-slow " + uri).inserted }) {
+                progress.note("cmalab: \(notice)")
+            }
+            machine = m
         }
         if let limit = ProcessInfo.processInfo.environment["CMALAB_CONSOLE_LIMIT"].flatMap({ try? ByteSize.parse($0) }) {
             machine.consoleLimit = Int(clamping: limit.bytes)

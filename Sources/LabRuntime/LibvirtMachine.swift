@@ -20,6 +20,9 @@ public final class LibvirtMachine: EventLoopMachine, @unchecked Sendable {
     public var console: ConsoleWatcher { capture.watcher }
     public private(set) var exit: MachineExit?
     public private(set) var started = Date()
+    /// Seconds libvirt took to create the domain, and why in one line when that was slow (see LibvirtSlowStart).
+    public private(set) var createSeconds: Double = 0
+    public private(set) var slowStartNotice: String?
 
     public var consoleLimit: Int { get { capture.limit } set { capture.limit = newValue } }
     public var onConsoleLine: ((String) -> Void)? { get { capture.onLine } set { capture.onLine = newValue } }
@@ -64,8 +67,15 @@ public final class LibvirtMachine: EventLoopMachine, @unchecked Sendable {
         guard let log = FileHandle(forWritingAtPath: run.file("console.log")) else { throw LabError.posix("cannot open", run.file("console.log")) }
         capture = ConsoleCapture(log: log)
 
+        let asked = Date()
         let dom = try conn.createPaused(xml: xml)
         domain = dom
+        let took = Date().timeIntervalSince(asked)
+        createSeconds = took
+        if took > Self.slowStartThreshold {
+            slowStartNotice = LibvirtSlowStart.notice(seconds: took, uri: uri,
+                                                      kvm: LibvirtSlowStart.isLocal(uri) ? .local() : nil)
+        }
         // From here on every failure destroys the domain before it is thrown.
         do throws(LabError) {
             consoleStream = try dom.openConsole()
@@ -83,6 +93,12 @@ public final class LibvirtMachine: EventLoopMachine, @unchecked Sendable {
             stop()
             throw error
         }
+    }
+
+    /// `CMALAB_LIBVIRT_SLOW_START` (seconds) overrides LibvirtSlowStart.defaultThreshold.
+    static var slowStartThreshold: Double {
+        ProcessInfo.processInfo.environment["CMALAB_LIBVIRT_SLOW_START"].flatMap(Double.init).flatMap { $0.isFinite ? $0 : nil }
+            ?? LibvirtSlowStart.defaultThreshold
     }
 
     deinit {
