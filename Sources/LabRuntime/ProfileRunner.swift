@@ -155,36 +155,23 @@ public final class ProfileRunner: @unchecked Sendable {
         let label = "step\(index)-\(step.kind)"
         let started = Date()
         switch step {
-        case .alloc(let area, let pages, _, _), .free(let area, let pages, _):
-            let before = try snapshot(agent, label: "\(label)-before", run: run)
-            let areaBefore = try areas(agent).first { $0.name == area }
-            let request: AgentRequest = step.kind == "alloc" ? .cmaAlloc(area: area, pages: pages) : .cmaFree(area: area, pages: pages)
-            let response = try agent.request(request, timeout: 300)
-            let seconds = Date().timeIntervalSince(started)
-            var status: Int32 = 0
-            switch response {
-            case .done: status = 0
-            case .failure(let e, _): status = e
-            default: throw LabError(.agent, "unexpected answer to \(step.kind): \(response)")
-            }
-            var rec = StepRecord(index: index, kind: step.kind, summary: "\(step.kind) \(pages) pages from \(area)", status: status, seconds: seconds)
-            rec.before = before
-            rec.after = try snapshot(agent, label: "\(label)-after", run: run)
-            rec.areaBefore = areaBefore
-            rec.areaAfter = try areas(agent).first { $0.name == area }
-            return rec
+        case .alloc(let s):
+            return try cmaWrite(.cmaAlloc(area: s.area, pages: s.pages), kind: .alloc, area: s.area, pages: s.pages, index: index, label: label, agent: agent, run: run)
+        case .free(let s):
+            return try cmaWrite(.cmaFree(area: s.area, pages: s.pages), kind: .free, area: s.area, pages: s.pages, index: index, label: label, agent: agent, run: run)
         case .pressure(let p):
             return try pressure(p, index: index, label: label, agent: agent, run: run)
         case .release:
-            let r = try agent.shell(Self.releaseScript, timeout: 120, maxOutputBytes: 64 << 10)
-            var rec = StepRecord(index: index, kind: "release", summary: "release pressure", status: Self.status(r.termination),
+            let r = try agent.shell(ReleaseStep.guestScript, timeout: 120, maxOutputBytes: 64 << 10)
+            var rec = StepRecord(index: index, kind: .release, summary: "release pressure", status: Self.status(r.termination),
                                  seconds: Date().timeIntervalSince(started))
             rec.after = try snapshot(agent, label: "\(label)-after", run: run)
             return rec
         case .measuredAlloc(let m):
             return try measuredAlloc(m, index: index, label: label, agent: agent, run: run)
-        case .exec(let command, _, _, let timeout):
-            let r = try agent.shell(command, timeout: timeout, maxOutputBytes: 1 << 20)
+        case .exec(let s):
+            let command = s.command
+            let r = try agent.shell(command, timeout: s.timeout, maxOutputBytes: 1 << 20)
             let status: Int32
             switch r.termination {
             case .exited(let c): status = c
@@ -192,25 +179,34 @@ public final class ProfileRunner: @unchecked Sendable {
             case .timedOut: status = 124
             case .spawnFailed: status = 127
             }
-            var rec = StepRecord(index: index, kind: "exec", summary: command, status: status, seconds: Date().timeIntervalSince(started))
+            var rec = StepRecord(index: index, kind: .exec, summary: command, status: status, seconds: Date().timeIntervalSince(started))
             rec.output = String(decoding: r.stdout, as: UTF8.self)
             try run.write("\(label).out", rec.output ?? "")
             return rec
         }
     }
 
-    // MARK: - Pressure
+    func cmaWrite(_ request: AgentRequest, kind: StepKind, area: String, pages: UInt64, index: Int, label: String, agent: AgentClient, run: RunDirectory) throws(LabError) -> StepRecord {
+        let started = Date()
+        let before = try snapshot(agent, label: "\(label)-before", run: run)
+        let areaBefore = try areas(agent).first { $0.name == area }
+        let response = try agent.request(request, timeout: 300)
+        let seconds = Date().timeIntervalSince(started)
+        var status: Int32 = 0
+        switch response {
+        case .done: status = 0
+        case .failure(let e, _): status = e
+        default: throw LabError(.agent, "unexpected answer to \(kind): \(response)")
+        }
+        var rec = StepRecord(index: index, kind: kind, summary: "\(kind) \(pages) pages from \(area)", status: status, seconds: seconds)
+        rec.before = before
+        rec.after = try snapshot(agent, label: "\(label)-after", run: run)
+        rec.areaBefore = areaBefore
+        rec.areaAfter = try areas(agent).first { $0.name == area }
+        return rec
+    }
 
-    /// Stops every pressure holder (pid files in /tmp), waits until each is gone or a zombie (its memory is
-    /// freed either way), and deletes the tmpfs fill files.
-    static let releaseScript = """
-        for f in /tmp/cmalab-pressure-*.pid; do
-          [ -e "$f" ] || continue
-          p=$(cat "$f"); kill "$p" 2>/dev/null
-          while [ -e /proc/$p ] && ! grep -q '^State:.Z' /proc/$p/status 2>/dev/null; do sleep 0.1; done
-        done
-        rm -f /tmp/cmalab-pressure-*
-        """
+    // MARK: - Pressure
 
     static func status(_ t: ExecTermination) -> Int32 {
         switch t {
@@ -227,7 +223,7 @@ public final class ProfileRunner: @unchecked Sendable {
         let target = p.target.bytes(memFreeKiB: before.memFreeKiB ?? 0, cmaFreeKiB: before.cmaFreeKiB ?? 0)
         let anon = p.kind == .file ? 0 : (p.kind == .mixed ? target / 2 : target)
         let file = target - anon
-        var rec = StepRecord(index: index, kind: "pressure", summary: "pressure \(p.target) (\(ByteSize(bytes: target))) \(p.kind.rawValue)\(p.pin ? " pinned" : p.mlock ? " mlocked" : "")",
+        var rec = StepRecord(index: index, kind: .pressure, summary: "pressure \(p.target) (\(ByteSize(bytes: target))) \(p.kind.rawValue)\(p.pin ? " pinned" : p.mlock ? " mlocked" : "")",
                              status: 0, seconds: 0)
         rec.before = before
         rec.pressureBytes = target
@@ -269,7 +265,7 @@ public final class ProfileRunner: @unchecked Sendable {
         let started = Date()
         let areaBefore = try areas(agent).first { $0.name == m.area }
         let pages = m.pages ?? areaBefore?.count ?? 0
-        var rec = StepRecord(index: index, kind: "alloc", summary: "alloc \(pages) pages from \(m.area)\(m.pages == nil ? " (the whole area)" : "")\(m.repeats > 1 ? " × \(m.repeats)" : "")",
+        var rec = StepRecord(index: index, kind: .alloc, summary: "alloc \(pages) pages from \(m.area)\(m.pages == nil ? " (the whole area)" : "")\(m.repeats > 1 ? " × \(m.repeats)" : "")",
                              status: 0, seconds: 0)
         rec.before = try snapshot(agent, label: "\(label)-before", run: run)
         rec.areaBefore = areaBefore
