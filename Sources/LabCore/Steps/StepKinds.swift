@@ -10,8 +10,9 @@
 /// compiler points at every switch a new case must join (here `model`, and ProfileRunner.perform's dispatch).
 /// The enum holds no per-kind logic: kind, debugfs use and checks all go through `model`.
 ///
-/// Adding a kind: its two room files, a case and its `model` line below, its line in `syntax`, its line in
-/// ProfileRunner.perform, and an agent request if the guest cannot already do it with a shell script.
+/// Adding a kind: its two room files; in this file a `StepKind` case (if its results need a new `kind`), a
+/// `Step` case with its `model` line, and its line in `syntax`; its line in ProfileRunner.perform's dispatch; and
+/// an agent request (LabProtocol, AgentCore) only if the guest cannot do it with a shell script.
 
 /// A step's `kind` in results (observations.json) and in check names (`steps[i].<kind>`). A measured alloc is
 /// an `alloc` too.
