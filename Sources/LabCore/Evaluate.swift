@@ -107,6 +107,7 @@ public enum Evaluate {
         return out
     }
 
+    /// Each step's checks (by its kind, Steps/), or why it has none.
     static func stepChecks(_ p: Profile, _ o: Observations) -> [CheckResult] {
         var out: [CheckResult] = []
         let cmaTotal = (o.meminfo.first?.cmaTotalKiB ?? 0) * 1024
@@ -121,76 +122,7 @@ public enum Evaluate {
                 out.append(CheckResult(name: name, expected: "run", observed: "not run (\(o.ending))", passed: false))
                 continue
             }
-            switch step {
-            case .alloc(_, let pages, let expectSuccess, let tol):
-                let result = r.status == 0 ? "success" : "failure (\(errnoName(r.status)))"
-                out.append(CheckResult(name: name, expected: expectSuccess ? "success" : "failure", observed: result, passed: (r.status == 0) == expectSuccess))
-                let usedDelta = Int64(r.areaAfter?.used ?? 0) - Int64(r.areaBefore?.used ?? 0)
-                let wantUsed = expectSuccess ? Int64(pages) : 0
-                out.append(CheckResult(name: "\(name).used-delta", expected: "\(wantUsed)", observed: "\(usedDelta)", passed: usedDelta == wantUsed))
-                if expectSuccess, let before = r.before?.cmaFreeKiB, let after = r.after?.cmaFreeKiB {
-                    let drop = Int64(before) * 1024 - Int64(after) * 1024
-                    let want = Approximate(bytes: pages * 4096, tolerance: tol)
-                    out.append(CheckResult(name: "\(name).cma-free-drop", expected: want.description, observed: signedSize(drop),
-                                           passed: drop >= 0 && want.accepts(UInt64(drop))))
-                }
-            case .free(_, let pages, let tol):
-                let usedBefore = r.areaBefore?.used ?? 0
-                let want = usedBefore >= pages ? usedBefore - pages : 0
-                out.append(CheckResult(name: "\(name).used", expected: "\(want)", observed: r.areaAfter?.used.map(String.init) ?? "unknown",
-                                       passed: r.areaAfter?.used == want))
-                if let bootFree, let after = r.after?.cmaFreeKiB {
-                    let a = Approximate(bytes: bootFree, tolerance: tol)
-                    out.append(CheckResult(name: "\(name).cma-free-restored", expected: "\(kib(bootFree)) ±\(kib(a.allowedDeviation(relativeTo: cmaTotal)))",
-                                           observed: kib(after * 1024), passed: a.accepts(after * 1024, reference: cmaTotal)))
-                }
-            case .pressure(let p):
-                let held = r.heldBytes ?? 0
-                out.append(CheckResult(name: name, expected: "hold \(p.target) of \(p.kind.rawValue) memory\(p.pin ? ", pinned" : p.mlock ? ", mlocked" : "")",
-                                       observed: r.status == 0 ? "held \(ByteSize(bytes: held))" : "failed (status \(r.status))", passed: r.status == 0 && held > 0))
-                if let want = p.minInCMA {
-                    let lent = (r.cmaLentPages ?? 0) * 4096
-                    out.append(CheckResult(name: "\(name).in-cma", expected: ">= \(want)", observed: "\(ByteSize(bytes: lent)) of CMA lent out",
-                                           passed: lent + want.allowedDeviation(relativeTo: cmaTotal) >= want.bytes))
-                }
-            case .release:
-                out.append(CheckResult(name: name, expected: "pressure released", observed: r.status == 0 ? "released" : "status \(r.status)", passed: r.status == 0))
-            case .measuredAlloc(let m):
-                let errnos = r.attemptErrnos ?? [r.status]
-                let first = errnos.first ?? r.status
-                let result = first == 0 ? "success" : "failure (\(errnoName(first)))"
-                out.append(CheckResult(name: name, expected: m.expectSuccess ? "success" : "failure", observed: result, passed: (first == 0) == m.expectSuccess))
-                if first == 0, let before = r.areaBefore?.used, let after = r.areaAfter?.used {
-                    let want = Int64(m.pages ?? r.areaBefore?.count ?? 0)
-                    let delta = Int64(after) - Int64(before)
-                    out.append(CheckResult(name: "\(name).used-delta", expected: "\(want)", observed: "\(delta)", passed: delta == want))
-                }
-                if errnos.count > 1 {
-                    let same = errnos.allSatisfy { ($0 == 0) == (first == 0) }
-                    out.append(CheckResult(name: "\(name).repeats", expected: "\(errnos.count) × \(m.expectSuccess ? "success" : "failure")",
-                                           observed: errnos.map { $0 == 0 ? "ok" : errnoName($0) }.joined(separator: ","), passed: same && (first == 0) == m.expectSuccess))
-                }
-                if let bound = m.maxLatencySeconds {
-                    let ns = r.attemptNanoseconds ?? []
-                    out.append(CheckResult(name: "\(name).latency", expected: "<= \(seconds(bound))", observed: latencySummary(ns),
-                                           passed: !ns.isEmpty && ns.allSatisfy { Double($0) / 1e9 <= bound }))
-                }
-                if let want = m.minMigrated {
-                    let migrated = r.vmstatDelta?["pgmigrate_success"] ?? 0
-                    out.append(CheckResult(name: "\(name).migrated", expected: ">= \(want) pages", observed: "\(migrated) pages (pgmigrate_success)",
-                                           passed: migrated >= Int64(want)))
-                }
-            case .exec(_, let status, let output, _):
-                if let status {
-                    out.append(CheckResult(name: "\(name).status", expected: "\(status)", observed: "\(r.status)", passed: r.status == status))
-                }
-                if let output {
-                    let text = r.output ?? ""
-                    // Line anchors: `^0$` matches a command that printed "0\n".
-                    let ok = (try? Regex(output)).map { text.firstMatch(of: $0.anchorsMatchLineEndings()) != nil } ?? false
-                    out.append(CheckResult(name: "\(name).output", expected: "matches `\(output)`", observed: String(text.prefix(200)), passed: ok))
-                }
-            }
+            out += step.checks(r, StepCheckContext(name: name, cmaTotal: cmaTotal, bootFree: bootFree))
         }
         return out
     }

@@ -252,7 +252,7 @@ public enum HTMLReport {
     /// Each area's occupancy at boot and after each alloc/free step, as a strip.
     static func occupancy(_ o: Observations) -> String {
         var rows: [(String, AreaSnapshot)] = o.areas.map { ("after boot", $0) }
-        for s in o.steps where s.kind == "alloc" || s.kind == "free" {
+        for s in o.steps where s.kind == .alloc || s.kind == .free {
             if let a = s.areaAfter { rows.append(("after step \(s.index): \(s.summary)\(s.status == 0 ? "" : " (status \(s.status))")", a)) }
         }
         rows = rows.filter { ($0.1.count ?? 0) > 0 && $0.1.used != nil }

@@ -142,11 +142,11 @@ public struct AreaSnapshot: Codable, Equatable, Sendable {
     }
 }
 
-/// What one step did.
+/// What one step did: the wire shape of every kind's typed result (Steps/, `StepResult`), each kind's fields
+/// optional.
 public struct StepRecord: Codable, Equatable, Sendable {
     public var index: Int
-    /// `alloc`, `free` or `exec`.
-    public var kind: String
+    public var kind: StepKind
     public var summary: String
     /// 0 on success, else the errno (alloc/free) or exit status (exec).
     public var status: Int32
@@ -170,7 +170,7 @@ public struct StepRecord: Codable, Equatable, Sendable {
     public var vmstatDelta: [String: Int64]?
     /// measured alloc: kernel messages logged during the attempts.
     public var kernelMessages: [String]?
-    public init(index: Int, kind: String, summary: String, status: Int32, seconds: Double) {
+    public init(index: Int, kind: StepKind, summary: String, status: Int32, seconds: Double) {
         self.index = index; self.kind = kind; self.summary = summary; self.status = status; self.seconds = seconds
     }
 }

@@ -80,104 +80,6 @@ public struct Expectations: Equatable, Sendable {
     }
 }
 
-/// How much memory a `pressure` step fills: bytes, or a share of free memory when the step starts:
-/// of MemFree, or of the free memory outside the CMA areas (MemFree - CmaFree). A whole-area allocation
-/// must move every lent page out of the area, so it can only succeed while the memory outside the area
-/// has room for them: with 80 % of all of MemFree held, 6.12 fails it with ENOMEM (`page allocation
-/// failure` for the migration target, seen on a 4 GiB guest with a 1 GiB area).
-public enum PressureTarget: Equatable, Sendable, CustomStringConvertible {
-    case bytes(UInt64)
-    case percentOfFree(Double)
-    case percentOfFreeOutsideCMA(Double)
-
-    public func bytes(memFreeKiB: UInt64, cmaFreeKiB: UInt64) -> UInt64 {
-        switch self {
-        case .bytes(let b): return b
-        case .percentOfFree(let p): return UInt64(Double(memFreeKiB) * 1024 * p / 100)
-        case .percentOfFreeOutsideCMA(let p):
-            return UInt64(Double(memFreeKiB > cmaFreeKiB ? memFreeKiB - cmaFreeKiB : 0) * 1024 * p / 100)
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case .bytes(let b): return ByteSize(bytes: b).description
-        case .percentOfFree(let p): return "\(p.formatted1)% of MemFree"
-        case .percentOfFreeOutsideCMA(let p): return "\(p.formatted1)% of MemFree outside CMA"
-        }
-    }
-}
-
-/// A `pressure` step: fill guest memory with movable pages so CMA areas lend theirs out.
-public struct PressureStep: Equatable, Sendable {
-    public enum Kind: String, Equatable, Sendable, CaseIterable {
-        /// Anonymous memory a guest process maps and touches.
-        case anon
-        /// Files in tmpfs (page cache).
-        case file
-        /// Half of each.
-        case mixed
-    }
-    public var target: PressureTarget
-    public var kind: Kind = .anon
-    /// Splice the anonymous pages into pipes (vmsplice): the pipes hold page references that migration cannot
-    /// move, so CMA cannot take those pages back while they are held.
-    public var pin = false
-    /// mlock(2) the anonymous pages (they stay migratable: 6.12 moves mlocked pages out of CMA).
-    public var mlock = false
-    /// At least this much of the CMA areas must be lent out (CmaTotal - CmaFree - debugfs `used`).
-    public var minInCMA: Approximate?
-    public init(target: PressureTarget, kind: Kind = .anon, pin: Bool = false, minInCMA: Approximate? = nil) {
-        self.target = target; self.kind = kind; self.pin = pin; self.minInCMA = minInCMA
-    }
-}
-
-/// An `alloc` step with measurements: timed inside the guest, repeated, with vmstat deltas and the kernel
-/// messages in between; each attempt's pages are freed again before the next.
-public struct MeasuredAlloc: Equatable, Sendable {
-    public var area: String
-    /// nil: the whole area (`pages: all`).
-    public var pages: UInt64?
-    public var expectSuccess = true
-    public var repeats = 1
-    /// Every attempt must take at most this long (guest monotonic clock). TCG is slow: set it per profile.
-    public var maxLatencySeconds: Double?
-    /// The first attempt must migrate at least this many pages (vmstat pgmigrate_success).
-    public var minMigrated: UInt64?
-    public init(area: String, pages: UInt64?, expectSuccess: Bool = true, repeats: Int = 1, maxLatencySeconds: Double? = nil, minMigrated: UInt64? = nil) {
-        self.area = area; self.pages = pages; self.expectSuccess = expectSuccess; self.repeats = repeats
-        self.maxLatencySeconds = maxLatencySeconds; self.minMigrated = minMigrated
-    }
-}
-
-public enum Step: Equatable, Sendable {
-    /// Allocate `pages` through debugfs; check the CmaFree drop and the `used` delta (on success).
-    case alloc(area: String, pages: UInt64, expectSuccess: Bool, tolerance: Approximate.Tolerance)
-    /// Free `pages` through debugfs; check `used` and that CmaFree comes back.
-    case free(area: String, pages: UInt64, tolerance: Approximate.Tolerance)
-    /// Run a command (busybox sh -c); check its exit status and output.
-    case exec(command: String, status: Int32?, output: String?, timeout: Double)
-    /// Fill guest memory with movable pages (held until `release` or power-off).
-    case pressure(PressureStep)
-    /// End every pressure: stop the holders, delete the tmpfs files.
-    case release
-    /// A timed, repeatable alloc (with `pages: all`, `repeat`, `max-latency` or `min-migrated`).
-    case measuredAlloc(MeasuredAlloc)
-
-    /// How far below its earlier value CmaFree may stay after a `free` step unless the profile says.
-    public static let defaultFreeTolerance = Approximate.Tolerance.bytes(32 << 20)
-
-    public var kind: String {
-        switch self {
-        case .alloc, .measuredAlloc: return "alloc"
-        case .free: return "free"
-        case .exec: return "exec"
-        case .pressure: return "pressure"
-        case .release: return "release"
-        }
-    }
-}
-
 public struct Profile: Equatable, Sendable {
     public var name: String
     public var summary: String
@@ -211,9 +113,7 @@ public struct Profile: Equatable, Sendable {
     /// The indices of the steps that drive `/sys/kernel/debug/cma/<area>/{alloc,free}`. On an image without
     /// CONFIG_CMA_DEBUGFS they are skipped (and the verdict says so); the rest of the profile still runs.
     public var debugfsSteps: [Int] {
-        steps.indices.filter { i in
-            switch steps[i] { case .alloc, .free, .measuredAlloc: return true; case .exec, .pressure, .release: return false }
-        }
+        steps.indices.filter { steps[$0].usesCMADebugfs }
     }
 
     static let topKeys = ["name", "description", "image", "machine", "cmdline", "timeout", "expect", "steps"]
@@ -246,7 +146,7 @@ public struct Profile: Equatable, Sendable {
             }
         }
         if let e = m["expect"] { profile.expect = try parseExpectations(e) }
-        if let s = m["steps"] { profile.steps = try s.sequence().map { v throws(InputError) in try parseStep(v) } }
+        if let s = m["steps"] { profile.steps = try s.sequence().map { v throws(InputError) in try Step.parse(v) } }
         return profile
     }
 
@@ -365,103 +265,6 @@ public struct Profile: Equatable, Sendable {
             }
         }
         return out
-    }
-
-    static func parseStep(_ v: YAMLValue) throws(InputError) -> Step {
-        // `- release` or `- release:` (no settings).
-        if (try? v.string()) == "release" { return .release }
-        let m = try v.mapping(allowed: ["alloc", "free", "exec", "pressure", "release"])
-        if m.keys == ["release"] {
-            if let body = m["release"], (try? body.mapping(allowed: []))?.keys.isEmpty != true {
-                throw body.error("release takes no settings: write `- release`")
-            }
-            return .release
-        }
-        let (kind, body) = try m.exactlyOne(of: ["alloc", "free", "exec", "pressure", "release"])
-        switch kind {
-        case "pressure":
-            let p = try body.mapping(allowed: ["size", "of", "kind", "pin", "mlock", "min-in-cma"])
-            let sizeValue = try p.required("size", hint: "how much to fill: bytes (1G) or a share of MemFree (80%)")
-            let text = try sizeValue.string()
-            var step: PressureStep
-            if text.hasSuffix("%") {
-                guard let pct = Double(text.dropLast()), pct > 0, pct <= 95 else {
-                    throw sizeValue.error("a share of MemFree is above 0% and at most 95% (more starves the guest), found `\(text)`")
-                }
-                step = PressureStep(target: .percentOfFree(pct))
-                if let of = p["of"] {
-                    switch try of.string() {
-                    case "free": break
-                    case "free-outside-cma": step.target = .percentOfFreeOutsideCMA(pct)
-                    default: throw of.error("`of` is `free` (MemFree) or `free-outside-cma` (MemFree - CmaFree)")
-                    }
-                }
-            } else {
-                if let of = p["of"] { throw of.error("`of` goes with a percentage size (e.g. size: 80%)") }
-                step = PressureStep(target: .bytes(try sizeValue.size().bytes))
-            }
-            if let k = p["kind"] { step.kind = try k.oneOf(PressureStep.Kind.self) }
-            if let pin = p["pin"] { step.pin = try pin.bool() }
-            if let l = p["mlock"] { step.mlock = try l.bool() }
-            if (step.pin || step.mlock) && step.kind == .file { throw body.error("pin and mlock apply to anonymous memory: use kind anon or mixed") }
-            if step.pin && step.mlock { throw body.error("give pin or mlock, not both") }
-            if let x = p["min-in-cma"] { step.minInCMA = try parseApproximate(x) }
-            return .pressure(step)
-        case "release":
-            _ = body.isNull ? nil : try body.mapping(allowed: [])
-            return .release
-        case "alloc":
-            let a = try body.mapping(allowed: ["area", "pages", "expect", "tolerance", "repeat", "max-latency", "min-migrated"])
-            let measured = ["repeat", "max-latency", "min-migrated"].contains { a[$0] != nil } || (try? a["pages"]?.string()) == "all"
-            if measured {
-                if a["tolerance"] != nil { throw body.error("tolerance applies to a plain alloc; a measured alloc (pages: all, repeat, max-latency, min-migrated) checks used pages exactly") }
-                var m = MeasuredAlloc(area: try a["area"]?.string() ?? "reserved", pages: nil)
-                let pv = try a.required("pages", hint: "how many 4 KiB pages to allocate, or `all`")
-                if (try? pv.string()) != "all" { m.pages = try pv.uint64() }
-                if let x = a["expect"] {
-                    switch try x.string() {
-                    case "success": m.expectSuccess = true
-                    case "failure": m.expectSuccess = false
-                    default: throw x.error("expect is `success` or `failure`")
-                    }
-                }
-                if let r = a["repeat"] { m.repeats = try r.int(in: 1...100) }
-                if let l = a["max-latency"] { m.maxLatencySeconds = try parseSeconds(l) }
-                if let n = a["min-migrated"] { m.minMigrated = try n.uint64() }
-                return .measuredAlloc(m)
-            }
-            let pages = try a.required("pages", hint: "how many 4 KiB pages to allocate").uint64()
-            var success = true
-            if let x = a["expect"] {
-                switch try x.string() {
-                case "success": success = true
-                case "failure": success = false
-                default: throw x.error("expect is `success` or `failure`")
-                }
-            }
-            let tol = try a["tolerance"].map { t throws(InputError) in try parseTolerance(t) } ?? .percent(1)
-            return .alloc(area: try a["area"]?.string() ?? "reserved", pages: pages, expectSuccess: success, tolerance: tol)
-        case "free":
-            let f = try body.mapping(allowed: ["area", "pages", "tolerance"])
-            let pages = try f.required("pages", hint: "how many pages to give back").uint64()
-            // Freed pages can sit on per-CPU free lists or be borrowed by movable allocations at once, so
-            // CmaFree comes back only approximately (4-17 MiB short was seen on 6.12); `used` is exact.
-            let tol = try f["tolerance"].map { t throws(InputError) in try parseTolerance(t) } ?? Step.defaultFreeTolerance
-            return .free(area: try f["area"]?.string() ?? "reserved", pages: pages, tolerance: tol)
-        default:
-            if case .scalar = body.node { return .exec(command: try body.string(), status: 0, output: nil, timeout: 60) }
-            let x = try body.mapping(allowed: ["command", "status", "output", "timeout"])
-            let output = try x["output"]?.string()
-            if let output, let ov = x["output"] {
-                do { _ = try Regex(output) } catch { throw ov.error("not a valid regular expression: \(error)") }
-            }
-            let status: Int32? = try x["status"].map { s throws(InputError) in
-                if (try? s.string()) == "any" { return -1 }
-                return Int32(try s.int(in: 0...255))
-            }
-            return .exec(command: try x.required("command").string(), status: status == -1 ? nil : (status ?? 0), output: output,
-                         timeout: try x["timeout"]?.double() ?? 60)
-        }
     }
 }
 

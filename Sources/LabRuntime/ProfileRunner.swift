@@ -2,41 +2,6 @@ import Foundation
 import LabCore
 import LabProtocol
 
-/// Loads profiles from files and folders.
-public enum ProfileLoader {
-    /// Each argument is a .yaml file or a folder of them; no argument means `Profiles/`.
-    public static func load(_ arguments: [String], defaultDirectory: String) throws(LabError) -> [Profile] {
-        var files: [String] = []
-        for arg in arguments.isEmpty ? [defaultDirectory] : arguments {
-            var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: arg, isDirectory: &isDir) else {
-                throw LabError(.input, "\(arg): no such profile file or folder")
-            }
-            if isDir.boolValue {
-                let names = ((try? FileManager.default.contentsOfDirectory(atPath: arg)) ?? [])
-                    .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
-                files += names.map { arg + "/" + $0 }
-            } else {
-                files.append(arg)
-            }
-        }
-        var seen: [String: String] = [:]
-        var profiles: [Profile] = []
-        for f in files {
-            let p: Profile
-            do { p = try Profile.parse(try Files.read(f), file: f) } catch let e as InputError {
-                throw LabError(.input, e.description)
-            } catch {
-                throw error as! LabError
-            }
-            if let other = seen[p.name] { throw LabError(.input, "\(f): profile `\(p.name)` is already defined in \(other)", hint: "give each profile a unique name") }
-            seen[p.name] = f
-            profiles.append(p)
-        }
-        return profiles
-    }
-}
-
 /// Runs one profile on one image and returns its verdict. Never throws: what goes wrong in the lab
 /// becomes an `error` verdict with the reason; what goes wrong in the kernel is observed and judged.
 public final class ProfileRunner: @unchecked Sendable {
@@ -151,67 +116,21 @@ public final class ProfileRunner: @unchecked Sendable {
 
     // MARK: - Steps
 
+    /// Runs one step: each kind's `perform` is in Steps/<Kind>.swift.
     func perform(_ step: Step, index: Int, agent: AgentClient, run: RunDirectory) throws(LabError) -> StepRecord {
         let label = "step\(index)-\(step.kind)"
-        let started = Date()
         switch step {
-        case .alloc(let area, let pages, _, _), .free(let area, let pages, _):
-            let before = try snapshot(agent, label: "\(label)-before", run: run)
-            let areaBefore = try areas(agent).first { $0.name == area }
-            let request: AgentRequest = step.kind == "alloc" ? .cmaAlloc(area: area, pages: pages) : .cmaFree(area: area, pages: pages)
-            let response = try agent.request(request, timeout: 300)
-            let seconds = Date().timeIntervalSince(started)
-            var status: Int32 = 0
-            switch response {
-            case .done: status = 0
-            case .failure(let e, _): status = e
-            default: throw LabError(.agent, "unexpected answer to \(step.kind): \(response)")
-            }
-            var rec = StepRecord(index: index, kind: step.kind, summary: "\(step.kind) \(pages) pages from \(area)", status: status, seconds: seconds)
-            rec.before = before
-            rec.after = try snapshot(agent, label: "\(label)-after", run: run)
-            rec.areaBefore = areaBefore
-            rec.areaAfter = try areas(agent).first { $0.name == area }
-            return rec
-        case .pressure(let p):
-            return try pressure(p, index: index, label: label, agent: agent, run: run)
-        case .release:
-            let r = try agent.shell(Self.releaseScript, timeout: 120, maxOutputBytes: 64 << 10)
-            var rec = StepRecord(index: index, kind: "release", summary: "release pressure", status: Self.status(r.termination),
-                                 seconds: Date().timeIntervalSince(started))
-            rec.after = try snapshot(agent, label: "\(label)-after", run: run)
-            return rec
-        case .measuredAlloc(let m):
-            return try measuredAlloc(m, index: index, label: label, agent: agent, run: run)
-        case .exec(let command, _, _, let timeout):
-            let r = try agent.shell(command, timeout: timeout, maxOutputBytes: 1 << 20)
-            let status: Int32
-            switch r.termination {
-            case .exited(let c): status = c
-            case .signaled(let s): status = 128 + s
-            case .timedOut: status = 124
-            case .spawnFailed: status = 127
-            }
-            var rec = StepRecord(index: index, kind: "exec", summary: command, status: status, seconds: Date().timeIntervalSince(started))
-            rec.output = String(decoding: r.stdout, as: UTF8.self)
-            try run.write("\(label).out", rec.output ?? "")
-            return rec
+        case .alloc(let s): return try perform(s, index: index, label: label, agent: agent, run: run)
+        case .free(let s): return try perform(s, index: index, label: label, agent: agent, run: run)
+        case .exec(let s): return try perform(s, index: index, label: label, agent: agent, run: run)
+        case .pressure(let s): return try perform(s, index: index, label: label, agent: agent, run: run)
+        case .release: return try perform(ReleaseStep(), index: index, label: label, agent: agent, run: run)
+        case .measuredAlloc(let s): return try perform(s, index: index, label: label, agent: agent, run: run)
         }
     }
 
-    // MARK: - Pressure
-
-    /// Stops every pressure holder (pid files in /tmp), waits until each is gone or a zombie (its memory is
-    /// freed either way), and deletes the tmpfs fill files.
-    static let releaseScript = """
-        for f in /tmp/cmalab-pressure-*.pid; do
-          [ -e "$f" ] || continue
-          p=$(cat "$f"); kill "$p" 2>/dev/null
-          while [ -e /proc/$p ] && ! grep -q '^State:.Z' /proc/$p/status 2>/dev/null; do sleep 0.1; done
-        done
-        rm -f /tmp/cmalab-pressure-*
-        """
-
+    /// The exit status of a guest command as a shell reports it: 128 + signal, 124 on timeout, 127 when it
+    /// could not start.
     static func status(_ t: ExecTermination) -> Int32 {
         switch t {
         case .exited(let c): return c
@@ -221,116 +140,22 @@ public final class ProfileRunner: @unchecked Sendable {
         }
     }
 
-    func pressure(_ p: PressureStep, index: Int, label: String, agent: AgentClient, run: RunDirectory) throws(LabError) -> StepRecord {
-        let started = Date()
-        let before = try snapshot(agent, label: "\(label)-before", run: run)
-        let target = p.target.bytes(memFreeKiB: before.memFreeKiB ?? 0, cmaFreeKiB: before.cmaFreeKiB ?? 0)
-        let anon = p.kind == .file ? 0 : (p.kind == .mixed ? target / 2 : target)
-        let file = target - anon
-        var rec = StepRecord(index: index, kind: "pressure", summary: "pressure \(p.target) (\(ByteSize(bytes: target))) \(p.kind.rawValue)\(p.pin ? " pinned" : p.mlock ? " mlocked" : "")",
-                             status: 0, seconds: 0)
-        rec.before = before
-        rec.pressureBytes = target
-        var held: UInt64 = 0
-        var script = "set -e\n"
-        if file > 0 {
-            // /tmp is a tmpfs limited to half of RAM by default: let it hold the fill.
-            script += "mount -o remount,size=95% /tmp\ndd if=/dev/zero of=/tmp/cmalab-pressure-\(index).fill bs=1M count=\(file >> 20) 2>/dev/null\n"
-        }
-        if anon > 0 {
-            let out = "/tmp/cmalab-pressure-\(index).out"
-            script += "setsid /sbin/cmalab-agent hold-memory \(anon)\(p.pin ? " pin" : p.mlock ? " mlock" : "") >\(out) 2>&1 </dev/null &\necho $! >/tmp/cmalab-pressure-\(index).pid\n"
-            // Wait for the holder to have touched (and pinned) everything, or to have died.
-            script += "while ! grep -q held \(out); do kill -0 $(cat /tmp/cmalab-pressure-\(index).pid) 2>/dev/null || { cat \(out); exit 1; }; sleep 0.2; done\ncat \(out)\n"
-        }
-        let r = try agent.shell(script, timeout: 600, maxOutputBytes: 64 << 10)
-        rec.status = Self.status(r.termination)
-        let output = String(decoding: r.stdout + r.stderr, as: UTF8.self)
-        rec.output = output
-        if rec.status == 0 {
-            held = (file >> 20) << 20
-            if let line = output.split(separator: "\n").first(where: { $0.hasPrefix("held ") }),
-               let n = line.split(separator: " ").dropFirst().first.flatMap({ UInt64($0) }) { held += n }
-        }
-        rec.heldBytes = held
-        rec.after = try snapshot(agent, label: "\(label)-after", run: run)
-        let areasNow = try areas(agent)
-        let usedPages = areasNow.reduce(UInt64(0)) { $0 + ($1.used ?? 0) }
-        if let total = rec.after?.cmaTotalKiB, let free = rec.after?.cmaFreeKiB, total >= free {
-            let busy = (total - free) / 4
-            rec.cmaLentPages = busy > usedPages ? busy - usedPages : 0
-        }
-        rec.nrFreeCMA = try vmstat(agent)["nr_free_cma"].map { UInt64($0) }
-        rec.seconds = Date().timeIntervalSince(started)
-        return rec
-    }
+    // MARK: - Probes
 
-    func measuredAlloc(_ m: MeasuredAlloc, index: Int, label: String, agent: AgentClient, run: RunDirectory) throws(LabError) -> StepRecord {
-        let started = Date()
-        let areaBefore = try areas(agent).first { $0.name == m.area }
-        let pages = m.pages ?? areaBefore?.count ?? 0
-        var rec = StepRecord(index: index, kind: "alloc", summary: "alloc \(pages) pages from \(m.area)\(m.pages == nil ? " (the whole area)" : "")\(m.repeats > 1 ? " × \(m.repeats)" : "")",
-                             status: 0, seconds: 0)
-        rec.before = try snapshot(agent, label: "\(label)-before", run: run)
-        rec.areaBefore = areaBefore
-        let kmsgStart = try dmesgRecords(agent).last?.sequence
-        let vmBefore = try vmstat(agent)
-        var ns: [UInt64] = []
-        var errnos: [Int32] = []
-        let allocPath = "/sys/kernel/debug/cma/\(m.area)/alloc"
-        for attempt in 0..<m.repeats {
-            let r = try agent.shell("/sbin/cmalab-agent timed-write \(allocPath) \(pages)", timeout: 600, maxOutputBytes: 4096)
-            let text = String(decoding: r.stdout, as: UTF8.self)
-            guard let (t, e) = Self.parseTimedWrite(text) else {
-                throw LabError(.agent, "timed-write of \(allocPath) printed `\(text.prefix(200))` (\(r.termination))")
-            }
-            ns.append(t); errnos.append(e)
-            if attempt == 0 {
-                let vmAfter = try vmstat(agent)
-                var delta: [String: Int64] = [:]
-                for (k, v) in vmAfter where k.hasPrefix("pgmigrate_") || k.hasPrefix("cma_alloc_") || k.hasPrefix("compact_") || k == "nr_free_cma" {
-                    delta[k] = v - (vmBefore[k] ?? 0)
-                }
-                rec.vmstatDelta = delta
-                rec.after = try snapshot(agent, label: "\(label)-after", run: run)
-                rec.areaAfter = try areas(agent).first { $0.name == m.area }
-            }
-            if e == 0 {
-                let freed = try agent.request(.cmaFree(area: m.area, pages: pages), timeout: 600)
-                guard case .done = freed else { throw LabError(.agent, "free of \(pages) pages from \(m.area) after attempt \(attempt + 1): \(freed)") }
-            }
-        }
-        rec.attemptNanoseconds = ns
-        rec.attemptErrnos = errnos
-        rec.status = errnos.first ?? 0
-        let messages = try dmesgRecords(agent, after: kmsgStart).map(\.message)
-        rec.kernelMessages = Array(messages.prefix(200))
-        rec.seconds = Date().timeIntervalSince(started)
-        return rec
-    }
-
-    /// `ns=<n> errno=<e>` from the agent's timed-write tool.
-    static func parseTimedWrite(_ text: String) -> (UInt64, Int32)? {
-        var ns: UInt64?, err: Int32?
-        for word in text.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
-            if word.hasPrefix("ns=") { ns = UInt64(word.dropFirst(3)) }
-            if word.hasPrefix("errno=") { err = Int32(word.dropFirst(6)) }
-        }
-        guard let ns, let err else { return nil }
-        return (ns, err)
-    }
-
+    /// /proc/vmstat counters by name.
     func vmstat(_ agent: AgentClient) throws(LabError) -> [String: Int64] {
         guard case .vmstat(let counters) = try agent.request(.vmstat) else { throw LabError(.agent, "unexpected answer to vmstat") }
         return Dictionary(counters.map { ($0.name, Int64(clamping: $0.value)) }, uniquingKeysWith: { _, b in b })
     }
 
+    /// meminfo now, its text kept as meminfo-<label>.txt in the run directory.
     func snapshot(_ agent: AgentClient, label: String, run: RunDirectory) throws(LabError) -> MeminfoSnapshot {
         let m = try agent.meminfo()
         try run.write("meminfo-\(label).txt", m.raw)
         return MeminfoSnapshot(label: label, cmaTotalKiB: m["CmaTotal"], cmaFreeKiB: m["CmaFree"], memTotalKiB: m["MemTotal"], memFreeKiB: m["MemFree"])
     }
 
+    /// Every CMA area as debugfs and sysfs show it now.
     func areas(_ agent: AgentClient) throws(LabError) -> [AreaSnapshot] {
         return try agent.cmaAreas(bitmap: false).map { a in
             AreaSnapshot(name: a.name, basePFN: a.basePFN, count: a.count, used: a.used, maxchunk: a.maxchunk, orderPerBit: a.orderPerBit,
@@ -338,70 +163,7 @@ public final class ProfileRunner: @unchecked Sendable {
         }
     }
 
-    /// Every /dev/kmsg record since boot, as `[seconds] message` lines.
-    func dmesg(_ agent: AgentClient) throws(LabError) -> [String] {
-        try dmesgRecords(agent).map { r in
-            String(format: "[%12.6f] ", Double(r.timestampMicroseconds) / 1_000_000) + r.message
-        }
-    }
-
-    /// /dev/kmsg records after `after` (all since boot when nil), at most 64 batches of 5000.
-    func dmesgRecords(_ agent: AgentClient, after start: UInt64? = nil) throws(LabError) -> [KmsgRecord] {
-        var records: [KmsgRecord] = []
-        var after = start
-        for _ in 0..<64 {
-            guard case .kmsg(let batch) = try agent.request(.kmsg(afterSequence: after, maxRecords: 5000)) else {
-                throw LabError(.agent, "unexpected answer to kmsg")
-            }
-            records += batch.records
-            guard let last = batch.records.last else { break }
-            after = last.sequence
-        }
-        return records
-    }
-
     // MARK: - Artifacts
-
-    /// reproduce.sh: the exact QEMU argv of this run, with the same kernel and initramfs. The agent
-    /// socket gets a fresh temporary folder; the console prints to the terminal.
-    func writeReproduce(_ session: BootSession) throws(LabError) {
-        let socket = session.plan.agentSocket
-        let args = session.plan.arguments().map { arg -> String in
-            guard let socket, arg.contains(socket) else { return shellQuote(arg) }
-            let escaped = arg.replacingOccurrences(of: socket, with: "@SOCKET@")
-                .replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-                .replacingOccurrences(of: "$", with: "\\$").replacingOccurrences(of: "`", with: "\\`")
-            return "\"" + escaped.replacingOccurrences(of: "@SOCKET@", with: "${sockdir}/agent.sock") + "\""
-        }
-        let script = """
-            #!/bin/sh
-            # Re-runs the QEMU boot of this run: the same argv, kernel and initramfs.
-            # \(session.plan.effectiveCommandLine)
-            # The console prints here. The guest's agent waits for cmalab on its socket, so the guest stays up
-            # after booting: stop it with Ctrl-C.
-            set -e
-            sockdir=$(mktemp -d)
-            trap 'rm -rf "$sockdir"' EXIT
-            \(Self.pairFlags(args).joined(separator: " \\\n    "))
-
-            """
-        try session.run.write("reproduce.sh", script)
-        chmod(session.run.file("reproduce.sh"), 0o755)
-    }
-
-    /// Puts each `-flag value` pair of an argv on one line.
-    static func pairFlags(_ args: [String]) -> [String] {
-        var lines: [String] = []
-        var i = 0
-        while i < args.count {
-            if args[i].hasPrefix("-"), i + 1 < args.count, !args[i + 1].hasPrefix("-") {
-                lines.append(args[i] + " " + args[i + 1]); i += 2
-            } else {
-                lines.append(args[i]); i += 1
-            }
-        }
-        return lines
-    }
 
     static func json(_ o: Observations) -> [UInt8] {
         let encoder = JSONEncoder()

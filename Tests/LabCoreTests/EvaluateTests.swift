@@ -11,12 +11,12 @@ import Testing
         o.configCMA = true
         o.meminfo = [MeminfoSnapshot(label: "boot", cmaTotalKiB: 1_048_576, cmaFreeKiB: 1_048_576, memTotalKiB: 4_020_000, memFreeKiB: 2_900_000)]
         o.areas = [AreaSnapshot(name: "reserved", basePFN: 0x3fc00, count: 262_144, used: 0, maxchunk: 262_144, orderPerBit: 0, sysfs: [:])]
-        var alloc = StepRecord(index: 0, kind: "alloc", summary: "", status: 0, seconds: 0.1)
+        var alloc = StepRecord(index: 0, kind: .alloc, summary: "", status: 0, seconds: 0.1)
         alloc.before = o.meminfo[0]
         alloc.after = MeminfoSnapshot(label: "a", cmaTotalKiB: 1_048_576, cmaFreeKiB: 638_976, memTotalKiB: nil, memFreeKiB: nil)
         alloc.areaBefore = o.areas[0]
         alloc.areaAfter = AreaSnapshot(name: "reserved", basePFN: 0x3fc00, count: 262_144, used: 102_400, maxchunk: 159_744, orderPerBit: 0, sysfs: [:])
-        var free = StepRecord(index: 1, kind: "free", summary: "", status: 0, seconds: 0.1)
+        var free = StepRecord(index: 1, kind: .free, summary: "", status: 0, seconds: 0.1)
         free.before = alloc.after
         free.after = MeminfoSnapshot(label: "f", cmaTotalKiB: 1_048_576, cmaFreeKiB: 1_040_000, memTotalKiB: nil, memFreeKiB: nil)
         free.areaBefore = alloc.areaAfter

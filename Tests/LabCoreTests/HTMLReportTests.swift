@@ -29,7 +29,7 @@ import Testing
         o.areas = [AreaSnapshot(name: "reserved", basePFN: 0x3fc00, count: 262_144, used: 0, maxchunk: 262_144, orderPerBit: 0, sysfs: [:])]
         o.meminfo = [MeminfoSnapshot(label: "boot", cmaTotalKiB: 1_048_576, cmaFreeKiB: 1_048_576, memTotalKiB: 4_041_204, memFreeKiB: 3_900_000),
                      MeminfoSnapshot(label: "end", cmaTotalKiB: 1_048_576, cmaFreeKiB: 1_042_132, memTotalKiB: 4_041_204, memFreeKiB: 3_899_000)]
-        var alloc = StepRecord(index: 0, kind: "alloc", summary: "alloc 102400 pages from reserved", status: 0, seconds: 0.2)
+        var alloc = StepRecord(index: 0, kind: .alloc, summary: "alloc 102400 pages from reserved", status: 0, seconds: 0.2)
         alloc.before = MeminfoSnapshot(label: "step0-alloc-before", cmaTotalKiB: 1_048_576, cmaFreeKiB: 1_048_576, memTotalKiB: nil, memFreeKiB: nil)
         alloc.after = MeminfoSnapshot(label: "step0-alloc-after", cmaTotalKiB: 1_048_576, cmaFreeKiB: 638_976, memTotalKiB: nil, memFreeKiB: nil)
         alloc.areaAfter = AreaSnapshot(name: "reserved", basePFN: 0x3fc00, count: 262_144, used: 102_400, maxchunk: 159_744, orderPerBit: 0, sysfs: [:])

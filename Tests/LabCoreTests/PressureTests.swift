@@ -24,7 +24,7 @@ import Testing
             .pressure(PressureStep(target: .bytes(1 << 30), pin: true)),
             .release,
         ])
-        #expect(p.steps.map(\.kind) == ["pressure", "alloc", "alloc", "release", "pressure", "release"])
+        #expect(p.steps.map(\.kind) == [.pressure, .alloc, .alloc, .release, .pressure, .release])
         #expect(p.debugfsSteps == [1, 2])
         // A plain alloc stays plain.
         #expect(try profile("  - alloc: {pages: 10}\n").steps == [.alloc(area: "reserved", pages: 10, expectSuccess: true, tolerance: .percent(1))])
@@ -59,10 +59,10 @@ import Testing
             """)
         var o = Observations(profile: "p", image: "cma-6.12", machine: "pc, 4G, 1 CPU", commandLine: "", accelerator: "tcg", ending: "powered-off", boot: BootLogFacts())
         o.meminfo = [MeminfoSnapshot(label: "boot", cmaTotalKiB: 1 << 20, cmaFreeKiB: 1 << 20, memTotalKiB: nil, memFreeKiB: nil)]
-        var pressure = StepRecord(index: 0, kind: "pressure", summary: "", status: 0, seconds: 9)
+        var pressure = StepRecord(index: 0, kind: .pressure, summary: "", status: 0, seconds: 9)
         pressure.heldBytes = 2_439_565_312
         pressure.cmaLentPages = 58_422
-        var alloc = StepRecord(index: 1, kind: "alloc", summary: "", status: 0, seconds: 2)
+        var alloc = StepRecord(index: 1, kind: .alloc, summary: "", status: 0, seconds: 2)
         alloc.attemptErrnos = [0, 0, 0]
         alloc.attemptNanoseconds = [1_415_323_935, 23_501_163, 24_982_027]
         alloc.vmstatDelta = ["pgmigrate_success": 57_903, "pgmigrate_fail": 0]
@@ -86,7 +86,7 @@ import Testing
     @Test func diffShowsALatencyChange() {
         var a = Observations(profile: "p", image: "a", machine: "m", commandLine: "", accelerator: "tcg", ending: "powered-off", boot: BootLogFacts())
         var b = a
-        var s = StepRecord(index: 0, kind: "alloc", summary: "", status: 0, seconds: 1)
+        var s = StepRecord(index: 0, kind: .alloc, summary: "", status: 0, seconds: 1)
         s.attemptNanoseconds = [100_000_000, 110_000_000, 120_000_000]
         a.steps = [s]
         s.attemptNanoseconds = [130_000_000, 120_000_000, 125_000_000]

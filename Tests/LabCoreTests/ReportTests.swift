@@ -19,7 +19,7 @@ import Testing
         obs.meminfo = [MeminfoSnapshot(label: "boot", cmaTotalKiB: 1_048_576, cmaFreeKiB: 1_048_000, memTotalKiB: 4_000_000, memFreeKiB: nil)]
         obs.areas = [AreaSnapshot(name: "reserved", basePFN: 0x3fc00, count: 262_144, used: 0, maxchunk: 262_144, orderPerBit: 0,
                                   sysfs: ["alloc_pages_success": 0, "alloc_pages_fail": 0])]
-        var step = StepRecord(index: 0, kind: "alloc", summary: "alloc 10 pages", status: 0, seconds: 0.01)
+        var step = StepRecord(index: 0, kind: .alloc, summary: "alloc 10 pages", status: 0, seconds: 0.01)
         step.output = "ok"
         obs.steps = [step]
         obs.crash = CrashReport(kind: .panic, headline: "BUG: x", panicLine: "Kernel panic - not syncing: y")

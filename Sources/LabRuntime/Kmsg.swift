@@ -1,0 +1,28 @@
+import Foundation
+import LabCore
+import LabProtocol
+
+/// Reading the guest's kernel log (/dev/kmsg) through the agent, a batch at a time.
+extension ProfileRunner {
+    /// Every /dev/kmsg record since boot, as `[seconds] message` lines.
+    func dmesg(_ agent: AgentClient) throws(LabError) -> [String] {
+        try dmesgRecords(agent).map { r in
+            String(format: "[%12.6f] ", Double(r.timestampMicroseconds) / 1_000_000) + r.message
+        }
+    }
+
+    /// /dev/kmsg records after `after` (all since boot when nil), at most 64 batches of 5000.
+    func dmesgRecords(_ agent: AgentClient, after start: UInt64? = nil) throws(LabError) -> [KmsgRecord] {
+        var records: [KmsgRecord] = []
+        var after = start
+        for _ in 0..<64 {
+            guard case .kmsg(let batch) = try agent.request(.kmsg(afterSequence: after, maxRecords: 5000)) else {
+                throw LabError(.agent, "unexpected answer to kmsg")
+            }
+            records += batch.records
+            guard let last = batch.records.last else { break }
+            after = last.sequence
+        }
+        return records
+    }
+}
