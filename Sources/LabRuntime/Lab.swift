@@ -97,8 +97,9 @@ public final class Lab: @unchecked Sendable {
 
     /// Starts QEMU for `kernel` and, with the agent, connects and waits until it is ready. On failure the
     /// machine is stopped and the error names the console log.
-    public func boot(_ kernel: BuiltKernel, _ request: BootRequest, bootTimeout: TimeInterval) throws(LabError) -> BootSession {
-        let session = try start(kernel, request)
+    public func boot(_ kernel: BuiltKernel, _ request: BootRequest, bootTimeout: TimeInterval,
+                     launcher: (any MachineLauncher)? = nil) throws(LabError) -> BootSession {
+        let session = try start(kernel, request, launcher: launcher)
         do {
             try session.waitForAgent(timeout: bootTimeout)
         } catch {
@@ -111,15 +112,15 @@ public final class Lab: @unchecked Sendable {
         return session
     }
 
-    /// Starts QEMU; the agent client (if any) is created but not yet connected.
-    public func start(_ kernel: BuiltKernel, _ request: BootRequest) throws(LabError) -> BootSession {
+    /// What starts machines unless a caller passes its own: QEMU or libvirt, by the request's backend.
+    public var defaultLauncher: any MachineLauncher { HypervisorLauncher(progress: progress) }
+
+    /// Starts the machine through `launcher` (default `defaultLauncher`: QEMU or libvirt); the agent client
+    /// (if any) is created but not yet connected.
+    public func start(_ kernel: BuiltKernel, _ request: BootRequest, launcher: (any MachineLauncher)? = nil) throws(LabError) -> BootSession {
+        let launcher = launcher ?? defaultLauncher
         let config = kernel.configPath.isEmpty ? nil : try? kernel.config()
-        let initrd: String
-        if let script = request.initScript {
-            initrd = try initramfs.ensure(.script(script))
-        } else {
-            initrd = try initramfs.ensure(.agent(paths.agentBinary))
-        }
+        let initrd = try launcher.initramfs(request.initScript.map { InitramfsStore.Init.script($0) } ?? .agent(paths.agentBinary), lab: self)
         // libvirt guests are TCG (`<domain type='qemu'>`); the KVM probe is for the local QEMU backend.
         let (accel, notice): (Accelerator, String?)
         if case .libvirt = request.backend {
@@ -140,17 +141,7 @@ public final class Lab: @unchecked Sendable {
             plan.agentTransport = request.transport ?? Self.transport(for: config)
         }
         if let qemu = ProcessInfo.processInfo.environment["CMALAB_QEMU"], !qemu.isEmpty { plan.binary = qemu }
-        let machine: any Machine
-        switch request.backend {
-        case .qemu: machine = try QEMUMachine(plan: plan, run: run)
-        case .libvirt(let uri):
-            let m = try LibvirtMachine(plan: plan, run: run, uri: uri)
-            // One line per daemon and process: every domain would say the same.
-            if let notice = m.slowStartNotice, Self.noticesShown.withLock({ $0.insert("libvirt-slow " + uri).inserted }) {
-                progress.note("cmalab: \(notice)")
-            }
-            machine = m
-        }
+        let machine = try launcher.launch(plan: plan, run: run, backend: request.backend)
         if let limit = ProcessInfo.processInfo.environment["CMALAB_CONSOLE_LIMIT"].flatMap({ try? ByteSize.parse($0) }) {
             machine.consoleLimit = Int(clamping: limit.bytes)
         }
@@ -166,5 +157,39 @@ public final class Lab: @unchecked Sendable {
     public static func transport(for config: KernelConfig?) -> AgentTransport {
         guard let config else { return .virtio }
         return config.effectiveValue("VIRTIO_CONSOLE") == "y" && config.effectiveValue("VIRTIO_PCI") == "y" ? .virtio : .uart
+    }
+}
+
+/// Starts the machine a boot runs on. `Lab.start` asks it; tests give ProfileRunner and MatrixRunner a fake
+/// one (LabTestKit) so a profile runs against an in-process guest.
+public protocol MachineLauncher: Sendable {
+    /// The initramfs file the guest boots with, for `initProgram`.
+    func initramfs(_ initProgram: InitramfsStore.Init, lab: Lab) throws(LabError) -> String
+    /// Starts the guest that `plan` describes on `backend`, its artifacts in `run`.
+    func launch(plan: QEMUPlan, run: RunDirectory, backend: Backend) throws(LabError) -> any Machine
+}
+
+/// The real launcher: cmalab's own QEMU process or a transient libvirt domain, by backend; the initramfs
+/// from the lab's cache.
+public struct HypervisorLauncher: MachineLauncher {
+    public let progress: Progress
+
+    public init(progress: Progress) { self.progress = progress }
+
+    public func initramfs(_ initProgram: InitramfsStore.Init, lab: Lab) throws(LabError) -> String {
+        try lab.initramfs.ensure(initProgram)
+    }
+
+    public func launch(plan: QEMUPlan, run: RunDirectory, backend: Backend) throws(LabError) -> any Machine {
+        switch backend {
+        case .qemu: return try QEMUMachine(plan: plan, run: run)
+        case .libvirt(let uri):
+            let m = try LibvirtMachine(plan: plan, run: run, uri: uri)
+            // One line per daemon and process: every domain would say the same.
+            if let notice = m.slowStartNotice, Lab.noticesShown.withLock({ $0.insert("libvirt-slow " + uri).inserted }) {
+                progress.note("cmalab: \(notice)")
+            }
+            return m
+        }
     }
 }

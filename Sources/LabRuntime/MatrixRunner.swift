@@ -39,8 +39,10 @@ public final class MatrixRunner: @unchecked Sendable {
     /// goes to backends[k % count], so a matrix spreads over a pool of libvirt hosts.
     public var backends: [Backend] = [.qemu]
     public var onEvent: (@Sendable (MatrixEvent) -> Void)?
+    /// Starts each cell's machine (default: the lab's, QEMU or libvirt by backend).
+    public var launcher: any MachineLauncher
 
-    public init(lab: Lab, jobs: Int) { self.lab = lab; self.jobs = max(1, jobs) }
+    public init(lab: Lab, jobs: Int) { self.lab = lab; self.jobs = max(1, jobs); launcher = lab.defaultLauncher }
 
     /// Builds the images `cells` need. A failed image is returned with its error; its cells become
     /// `error` verdicts without booting.
@@ -77,7 +79,7 @@ public final class MatrixRunner: @unchecked Sendable {
             } else {
                 resolved = .tcg
             }
-            _ = try lab.initramfs.ensure(.agent(lab.paths.agentBinary))
+            _ = try launcher.initramfs(.agent(lab.paths.agentBinary), lab: lab)
         } else {
             resolved = accel
         }
@@ -107,6 +109,7 @@ public final class MatrixRunner: @unchecked Sendable {
                 runner.accel = resolved
                 runner.backend = self.backends.isEmpty ? .qemu : self.backends[(order.firstIndex(of: i) ?? i) % self.backends.count]
                 runner.runName = cell.id
+                runner.launcher = self.launcher
                 v = runner.run(cell.profile, image: cell.image)
             }
             v.cell = cell.id

@@ -13,8 +13,10 @@ public final class ProfileRunner: @unchecked Sendable {
     public var onConsoleLine: (@Sendable (String) -> Void)?
     /// Names the run directory and QEMU (default: `profile-image`).
     public var runName: String?
+    /// Starts the machine (default: the lab's, QEMU or libvirt by `backend`).
+    public var launcher: any MachineLauncher
 
-    public init(lab: Lab) { self.lab = lab }
+    public init(lab: Lab) { self.lab = lab; launcher = lab.defaultLauncher }
 
     public func run(_ profile: Profile, image override: String? = nil) -> Verdict {
         let started = Date()
@@ -40,7 +42,7 @@ public final class ProfileRunner: @unchecked Sendable {
         request.backend = backend
         request.onConsoleLine = onConsoleLine
         let session: BootSession
-        do { session = try lab.start(kernel, request) } catch { return errorVerdict(error.message) }
+        do { session = try lab.start(kernel, request, launcher: launcher) } catch { return errorVerdict(error.message) }
         defer { session.machine.stop(); session.run.closeSockets() }
         let run = session.run
 
