@@ -37,10 +37,13 @@ let package = Package(
 
         // What several test targets share (a seeded PRNG); not part of any product.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // A fake machine (the real agent core in-process over a socketpair, a scripted console and a small CMA
+        // model) and a throwaway lab around it, so ProfileRunner, AgentClient and MatrixRunner get fast tests.
+        .target(name: "LabTestKit", dependencies: ["LabRuntime", "LabCore", "LabProtocol", "AgentCore"], path: "Tests/LabTestKit"),
         .testTarget(name: "LabProtocolTests", dependencies: ["LabProtocol", "TestSupport"]),
         .testTarget(name: "LabCoreTests", dependencies: ["LabCore", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "LabProtocol"]),
-        .testTarget(name: "LabRuntimeTests", dependencies: ["LabRuntime", "LabCore"]),
+        .testTarget(name: "LabRuntimeTests", dependencies: ["LabRuntime", "LabCore", "LabProtocol", "LabTestKit"]),
         // Boots real kernels in real QEMU; needs the images built by `make images`.
         .testTarget(name: "IntegrationTests", dependencies: ["LabRuntime", "LabCore", "LabProtocol"]),
     ],
