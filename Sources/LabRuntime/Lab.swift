@@ -118,7 +118,7 @@ public final class Lab: @unchecked Sendable {
         if let script = request.initScript {
             initrd = try initramfs.ensure(.script(script))
         } else {
-            initrd = try initramfs.ensure(.agent(paths.agentBinary))
+            initrd = try initramfs.ensure(.agent(paths.agentBinary(for: kernel.architecture)))
         }
         // libvirt guests are TCG (`<domain type='qemu'>`); the KVM probe is for the local QEMU backend.
         let (accel, notice): (Accelerator, String?)
@@ -133,6 +133,7 @@ public final class Lab: @unchecked Sendable {
         let run = try RunDirectory(root: paths.runs, name: request.runName)
         var plan = QEMUPlan(machine: request.machine, kernel: kernel.kernel, initrd: initrd,
                             commandLine: kernel.commandLine.appending(request.commandLine))
+        plan.machine.architecture = kernel.architecture
         plan.accelerator = accel
         plan.name = Path.basename(run.path)
         if request.initScript == nil {

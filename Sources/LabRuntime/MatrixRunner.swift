@@ -77,7 +77,7 @@ public final class MatrixRunner: @unchecked Sendable {
             } else {
                 resolved = .tcg
             }
-            _ = try lab.initramfs.ensure(.agent(lab.paths.agentBinary))
+            _ = try lab.initramfs.ensure(.agent(lab.paths.agentBinary(for: kernel.architecture)))
         } else {
             resolved = accel
         }
