@@ -43,6 +43,13 @@ public struct GuestMemoryMap: Equatable, Sendable {
     /// 128 KiB on both machines in the recorded boots.
     public static func initrdGap(_ machine: MachineType) -> UInt64 { 0x20000 }
 
+    /// The map a guest with `memory` bytes gets from `source` (`MachineSpec.memoryMapSource`).
+    public init(_ source: MemoryMapSource, memory: UInt64) {
+        switch source {
+        case .e820(let machine): self.init(machine: machine, memory: memory)
+        }
+    }
+
     /// The map of a `-M pc|q35 -m <memory>` guest (default `max-ram-below-4g`).
     public init(machine: MachineType, memory: UInt64) {
         self.machine = machine

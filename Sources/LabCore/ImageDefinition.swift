@@ -24,6 +24,8 @@ public struct ImageDefinition: Sendable, Equatable {
     public var fragments: [String]
     /// Parameters appended to every boot of this image (before the profile's own).
     public var commandLine: KernelCommandLine
+    /// The architecture the kernel is built for and booted as (`arch:`; x86_64 when the file does not say).
+    public var architecture: Architecture = .default
 
     public var isBuilt: Bool {
         switch source {
@@ -32,12 +34,13 @@ public struct ImageDefinition: Sendable, Equatable {
         }
     }
 
-    public static let allowedBaseConfigs = ["tinyconfig", "allnoconfig", "defconfig", "x86_64_defconfig", "kvm_guest.config"]
+    /// The base configs of the default architecture (each architecture has its own, `Architecture.baseConfigs`).
+    public static let allowedBaseConfigs = Architecture.default.baseConfigs
 
     /// Reads an image file. `directory` is the folder of `file`, used for relative paths.
     public static func parse(_ text: String, file: String) throws(InputError) -> ImageDefinition {
         let root = try YAMLValue.parse(text, file: file)
-        let m = try root.mapping(allowed: ["name", "description", "build", "prebuilt", "cmdline"])
+        let m = try root.mapping(allowed: ["name", "description", "arch", "build", "prebuilt", "cmdline"])
         let nameValue = try m.required("name")
         let name = try nameValue.string()
         guard Self.isValidName(name) else {
@@ -48,14 +51,22 @@ public struct ImageDefinition: Sendable, Equatable {
         let cmdline = KernelCommandLine(parsing: try m["cmdline"]?.string() ?? "")
         let (kind, body) = try m.exactlyOne(of: ["build", "prebuilt"])
         var def = ImageDefinition(name: name, summary: summary, file: file, source: .tree(path: ""), baseConfig: "tinyconfig", fragments: [], commandLine: cmdline)
+        if let archValue = m["arch"] {
+            let s = try archValue.string()
+            guard let arch = Architecture(rawValue: s) else {
+                throw archValue.error("`\(s)` is not an architecture cmalab knows; use one of: \(Architecture.knownNames)")
+            }
+            def.architecture = arch
+        }
         if kind == "build" {
             let b = try body.mapping(allowed: ["debian-source", "tree", "base", "fragments"])
             let (sk, sv) = try b.exactlyOne(of: ["debian-source", "tree"])
             def.source = sk == "tree" ? .tree(path: Path.resolve(try sv.string(), relativeTo: dir)) : .debianSource(package: try sv.string())
             if let base = b["base"] {
                 let s = try base.string()
-                guard allowedBaseConfigs.contains(s) else {
-                    throw base.error("`\(s)` is not a base config cmalab knows; use one of: \(allowedBaseConfigs.joined(separator: ", "))")
+                let allowed = def.architecture.baseConfigs
+                guard allowed.contains(s) else {
+                    throw base.error("`\(s)` is not a base config cmalab knows; use one of: \(allowed.joined(separator: ", "))")
                 }
                 def.baseConfig = s
             }

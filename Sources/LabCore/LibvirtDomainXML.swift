@@ -71,7 +71,7 @@ public struct LibvirtDomainXML: Sendable, Equatable {
         x.append("  </memoryBacking>")
         x.append("  <vcpu placement='static'>\(machine.cpus)</vcpu>")
         x.append("  <os>")
-        x.append("    <type arch='x86_64' machine='\(machine.type.rawValue)'>hvm</type>")
+        x.append("    <type arch='\(machine.architecture.libvirtArch)' machine='\(machine.type.rawValue)'>hvm</type>")
         x.append("    <kernel>\(Self.escape(kernel))</kernel>")
         if let initrd { x.append("    <initrd>\(Self.escape(initrd))</initrd>") }
         x.append("    <cmdline>\(Self.escape(commandLine))</cmdline>")

@@ -12,7 +12,7 @@ public enum Accelerator: String, Sendable, CaseIterable, Codable {
 public enum AgentTransport: String, Sendable, Codable {
     /// A virtio-serial port named `org.cmalab.agent.0` (needs CONFIG_VIRTIO_CONSOLE in the guest).
     case virtio
-    /// A second 16550 UART: the guest sees it as /dev/ttyS1.
+    /// A second 16550 UART: the guest sees it as /dev/ttyS1 (`Architecture.agentUARTDevice`).
     case uart
 }
 
@@ -24,9 +24,42 @@ public struct MachineSpec: Equatable, Sendable, Codable {
     public var numaNodes: [ByteSize]
     /// `-cpu` model; nil keeps QEMU's default.
     public var cpuModel: String?
+    /// The guest's architecture: which QEMU runs it, its console, its memory map.
+    public var architecture: Architecture
 
-    public init(memory: ByteSize, cpus: Int = 1, type: MachineType = .pc, numaNodes: [ByteSize] = [], cpuModel: String? = nil) {
+    public init(memory: ByteSize, cpus: Int = 1, type: MachineType = .pc, numaNodes: [ByteSize] = [], cpuModel: String? = nil,
+                architecture: Architecture = .default) {
         self.memory = memory; self.cpus = cpus; self.type = type; self.numaNodes = numaNodes; self.cpuModel = cpuModel
+        self.architecture = architecture
+    }
+
+    /// How this guest learns its memory map (e820 for x86 on `type`).
+    public var memoryMapSource: MemoryMapSource { architecture.memoryMapSource(for: type) }
+
+    // Coded by hand so the default architecture is neither required when decoding (specs written before it
+    // existed) nor written when encoding (the JSON of an x86_64 machine stays as it was).
+    private enum CodingKeys: String, CodingKey {
+        case memory, cpus, type, numaNodes, cpuModel, architecture
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        memory = try c.decode(ByteSize.self, forKey: .memory)
+        cpus = try c.decode(Int.self, forKey: .cpus)
+        type = try c.decode(MachineType.self, forKey: .type)
+        numaNodes = try c.decode([ByteSize].self, forKey: .numaNodes)
+        cpuModel = try c.decodeIfPresent(String.self, forKey: .cpuModel)
+        architecture = try c.decodeIfPresent(Architecture.self, forKey: .architecture) ?? .default
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(memory, forKey: .memory)
+        try c.encode(cpus, forKey: .cpus)
+        try c.encode(type, forKey: .type)
+        try c.encode(numaNodes, forKey: .numaNodes)
+        try c.encodeIfPresent(cpuModel, forKey: .cpuModel)
+        if architecture != .default { try c.encode(architecture, forKey: .architecture) }
     }
 }
 
@@ -47,7 +80,12 @@ extension ByteSize: Codable {
 
 /// Everything that decides the QEMU argv of one boot.
 public struct QEMUPlan: Equatable, Sendable {
-    public var binary: String = "qemu-system-x86_64"
+    /// The QEMU executable: the machine architecture's emulator unless set (`CMALAB_QEMU`, the KVM probe).
+    public var binary: String {
+        get { binaryOverride ?? machine.architecture.qemuBinary }
+        set { binaryOverride = newValue }
+    }
+    private var binaryOverride: String?
     public var machine: MachineSpec
     public var accelerator: Accelerator = .tcg
     public var kernel: String
@@ -66,7 +104,7 @@ public struct QEMUPlan: Equatable, Sendable {
         self.machine = machine; self.kernel = kernel; self.initrd = initrd; self.commandLine = commandLine
     }
 
-    /// The user's command line plus what the lab needs: the console on ttyS0, panic=-1 so a panic ends
+    /// The user's command line plus what the lab needs: the console (ttyS0 on x86_64), panic=-1 so a panic ends
     /// QEMU at once (with -no-reboot), the agent transport hint, and on `pc` `pci=noacpi`. A user's own
     /// value always wins.
     ///
@@ -77,7 +115,7 @@ public struct QEMUPlan: Equatable, Sendable {
     /// ACPI (its links are fixed GSIs, ~8 ms).
     public var effectiveCommandLine: KernelCommandLine {
         var line = KernelCommandLine()
-        line.append("console", "ttyS0")
+        for p in machine.architecture.consoleParameters { line.append(p.key, p.value) }
         line.append("panic", "-1")
         if agentSocket != nil, agentTransport == .uart { line.append("cmalab.channel", "uart") }
         if machine.type == .pc { line.append("pci", "noacpi") }

@@ -15,7 +15,7 @@ public struct AccelProbe: Sendable {
     public init(paths: LabPaths) { self.paths = paths }
 
     /// The accelerator to use and, when `auto` fell back, why.
-    public func resolve(_ choice: AccelChoice, kernel: String, qemu: String = "qemu-system-x86_64") throws(LabError) -> (Accelerator, notice: String?) {
+    public func resolve(_ choice: AccelChoice, kernel: String, qemu: String = Architecture.default.qemuBinary) throws(LabError) -> (Accelerator, notice: String?) {
         switch choice {
         case .tcg: return (.tcg, nil)
         case .kvm:

@@ -1,4 +1,5 @@
 import Foundation
+import LabCore
 
 /// A child process started with posix_spawn in its own process group, so the lab can end it and
 /// everything it started with one signal. Nothing here outlives its owner: `terminate()` sends SIGTERM
@@ -185,11 +186,12 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     static func installHint(for tool: String) -> String {
-        let packages = [
-            "qemu-system-x86_64": "qemu-system-x86", "make": "make", "gcc": "gcc", "ccache": "ccache",
+        var packages = [
+            "make": "make", "gcc": "gcc", "ccache": "ccache",
             "flex": "flex", "bison": "bison", "bc": "bc", "busybox": "busybox-static", "cpio": "cpio",
             "dpkg-deb": "dpkg", "apt-get": "apt", "setpriv": "util-linux",
         ]
+        for arch in Architecture.allCases { packages[arch.qemuBinary] = arch.qemuPackage }
         if let pkg = packages[tool] { return "install it with `apt-get install \(pkg)` (or run `make setup`)" }
         return "install \(tool) and make sure it is in PATH"
     }

@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 import LabCore
 
-/// A kernel ready to boot: its bzImage and the .config it was built with.
+/// A kernel ready to boot: its image (bzImage on x86_64) and the .config it was built with.
 public struct BuiltKernel: Sendable {
     public var name: String
     public var kernel: String
@@ -14,6 +14,8 @@ public struct BuiltKernel: Sendable {
     /// True when nothing had to be built or downloaded.
     public var cached: Bool
     public var commandLine: KernelCommandLine
+    /// The architecture it runs on (its image's `arch:`; x86_64 for a `--kernel` path).
+    public var architecture: Architecture = .default
 
     /// The parsed .config. A run asks for it three times (preflight, transport, oracle); it is parsed once
     /// per process for as long as the file stays the same (`Files.identity`).
@@ -30,7 +32,8 @@ public struct BuiltKernel: Sendable {
 
 /// Builds, downloads and caches kernels.
 ///
-/// Layout under `<cache>/kernels/`: `<key>/{bzImage,config,build.log,meta}` holds one kernel;
+/// Layout under `<cache>/kernels/`: `<key>/{bzImage,config,build.log,meta}` holds one kernel (the image file
+/// is named by `Architecture.kernelImageName`, bzImage on x86_64);
 /// `by-recipe/<recipe>` names the key a recipe (source version + fragments + compiler) produced, so a
 /// cache hit needs no Kconfig run; `locks/` serialises builds of the same recipe across processes.
 public final class KernelStore: @unchecked Sendable {
@@ -64,7 +67,8 @@ public final class KernelStore: @unchecked Sendable {
                                hint: "fix the path in the image file")
             }
             return BuiltKernel(name: image.name, kernel: kernel, configPath: config, key: SHA256.hex(try Files.readBytes(config)),
-                               directory: Path.directory(of: kernel), buildLog: nil, cached: true, commandLine: image.commandLine)
+                               directory: Path.directory(of: kernel), buildLog: nil, cached: true, commandLine: image.commandLine,
+                               architecture: image.architecture)
         }
         try Files.mkdirs(kernelsDir + "/by-recipe")
         try Files.mkdirs(kernelsDir + "/locks")
@@ -102,51 +106,58 @@ public final class KernelStore: @unchecked Sendable {
         }
     }
 
-    /// Loads a cached kernel and checks the bzImage against the hash recorded when it was stored.
+    /// Loads a cached kernel and checks its image file against the hash recorded when it was stored.
     ///
     /// Hashing costs ~15 ms a run, so like git's index the check is skipped while the file's size, inode,
     /// mtime and ctime are those of its last good check (`<key>/verified`): anything that writes or replaces
     /// the file changes its ctime, and `touch` cannot set that back.
     private func loadCached(_ image: ImageDefinition, key: String) throws(LabError) -> BuiltKernel {
         let dir = kernelsDir + "/" + key
+        let imageName = image.architecture.kernelImageName
         let meta = try Files.read(dir + "/meta")
-        guard let recorded = meta.split(separator: "\n").first(where: { $0.hasPrefix("bzImage-sha256=") })?.split(separator: "=").last else {
-            throw LabError(.io, "\(dir)/meta has no bzImage hash")
+        guard let recorded = meta.split(separator: "\n").first(where: { $0.hasPrefix("\(imageName)-sha256=") })?.split(separator: "=").last else {
+            throw LabError(.io, "\(dir)/meta has no \(imageName) hash")
         }
         let verified = dir + "/verified"
-        let stamp = Files.identity(dir + "/bzImage").map { "\(recorded) \($0)\n" }
+        let stamp = Files.identity(dir + "/" + imageName).map { "\(recorded) \($0)\n" }
         if stamp == nil || (try? Files.read(verified)) != stamp {
-            let actual = SHA256.hex(try Files.readBytes(dir + "/bzImage"))
-            guard actual == recorded else { throw LabError(.io, "\(dir)/bzImage does not match its recorded hash") }
+            let actual = SHA256.hex(try Files.readBytes(dir + "/" + imageName))
+            guard actual == recorded else { throw LabError(.io, "\(dir)/\(imageName) does not match its recorded hash") }
             if let stamp { try? Files.write(stamp, to: verified) }
         }
         let log = dir + "/build.log"
-        return BuiltKernel(name: image.name, kernel: dir + "/bzImage", configPath: dir + "/config", key: key, directory: dir,
-                           buildLog: Files.exists(log) ? log : nil, cached: true, commandLine: image.commandLine)
+        return BuiltKernel(name: image.name, kernel: dir + "/" + imageName, configPath: dir + "/config", key: key, directory: dir,
+                           buildLog: Files.exists(log) ? log : nil, cached: true, commandLine: image.commandLine,
+                           architecture: image.architecture)
     }
 
-    private func store(_ image: ImageDefinition, recipe: String, key: String, bzImage: String, config: String,
+    private func store(_ image: ImageDefinition, recipe: String, key: String, kernelImage: String, config: String,
                        buildLog: String?, extraMeta: [String]) throws(LabError) -> BuiltKernel {
         let dir = kernelsDir + "/" + key
+        let imageName = image.architecture.kernelImageName
         try Files.mkdirs(dir)
-        let kernelBytes = try Files.readBytes(bzImage)
-        try Files.write(kernelBytes, to: dir + "/bzImage")
+        let kernelBytes = try Files.readBytes(kernelImage)
+        try Files.write(kernelBytes, to: dir + "/" + imageName)
         try Files.copy(config, to: dir + "/config")
         if let buildLog { try Files.copy(buildLog, to: dir + "/build.log") }
-        let meta = (["image=\(image.name)", "bzImage-sha256=\(SHA256.hex(kernelBytes))", "stored=\(Int(Date().timeIntervalSince1970))"] + extraMeta)
+        let meta = (["image=\(image.name)", "\(imageName)-sha256=\(SHA256.hex(kernelBytes))", "stored=\(Int(Date().timeIntervalSince1970))"] + extraMeta)
             .joined(separator: "\n") + "\n"
         try Files.write(meta, to: dir + "/meta")
         try Files.write(key + "\n", to: indexPath(recipe))
-        return BuiltKernel(name: image.name, kernel: dir + "/bzImage", configPath: dir + "/config", key: key, directory: dir,
-                           buildLog: buildLog == nil ? nil : dir + "/build.log", cached: false, commandLine: image.commandLine)
+        return BuiltKernel(name: image.name, kernel: dir + "/" + imageName, configPath: dir + "/config", key: key, directory: dir,
+                           buildLog: buildLog == nil ? nil : dir + "/build.log", cached: false, commandLine: image.commandLine,
+                           architecture: image.architecture)
     }
 
     // MARK: - Keys
 
-    /// What decides a build before Kconfig runs: source version, base config, fragment contents, compiler.
+    /// What decides a build before Kconfig runs: source version, base config, fragment contents, compiler,
+    /// and the architecture when it is not the default (so every x86_64 key stays what it was before images
+    /// had an architecture).
     func recipeKey(_ image: ImageDefinition) throws(LabError) -> String {
         var h = SHA256()
         h.update(Self.recipeVersion + "\n")
+        if image.architecture != .default { h.update("arch:\(image.architecture)\n") }
         switch image.source {
         case .debianSource(let pkg):
             h.update("debian-source:\(pkg)=\(try debianSourceIdentity(pkg))\n")
@@ -222,7 +233,7 @@ public final class KernelStore: @unchecked Sendable {
         }
         let out = paths.cache + "/build/\(recipe.prefix(24))"
         var warmFrom: String?
-        if !Files.exists(out + "/.config"), let seed = warmBuildDirectory(source: source) {
+        if !Files.exists(out + "/.config"), let seed = warmBuildDirectory(source: source, architecture: image.architecture) {
             // Start from the objects of another config of the same source: Kbuild tracks which files use
             // which CONFIG_ symbol, so only those recompile (a config variant takes about a minute, not five).
             progress.update("copying the objects of \(Path.basename(seed)) to start warm")
@@ -265,23 +276,26 @@ public final class KernelStore: @unchecked Sendable {
             progress.end("\(image.name): same final .config as an existing build (\(key.prefix(12)))")
             return existing
         }
-        try runLogged(make + ["-j\(jobs)", "bzImage"], log: log, step: "make bzImage")
-        let kernel = try store(image, recipe: recipe, key: key, bzImage: out + "/arch/x86/boot/bzImage", config: out + "/.config",
+        let arch = image.architecture
+        try runLogged(make + ["-j\(jobs)", arch.kernelMakeTarget], log: log, step: "make \(arch.kernelMakeTarget)")
+        let kernel = try store(image, recipe: recipe, key: key, kernelImage: out + "/" + arch.kernelImagePath, config: out + "/.config",
                                buildLog: log, extraMeta: ["source=\(sourceID)", "build-seconds=\(Int(Date().timeIntervalSince(started)))",
                                                           "ccache=\(useCcache)"] + (warmFrom.map { ["warm-from=\($0)"] } ?? []))
         progress.end("built \(image.name) in \(Self.duration(Date().timeIntervalSince(started))) -> \(kernel.kernel)")
         return kernel
     }
 
-    /// The newest finished build directory of the same source tree (its Kbuild `source` link points there).
-    func warmBuildDirectory(source: String) -> String? {
+    /// The newest finished build directory of the same source tree (its Kbuild `source` link points there)
+    /// that holds a kernel image of `architecture`.
+    func warmBuildDirectory(source: String, architecture: Architecture = .default) -> String? {
         let root = paths.cache + "/build"
+        let image = "/" + architecture.kernelImagePath
         let dirs = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
         let candidates = dirs.map { root + "/" + $0 }.filter { dir in
             guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/source") else { return false }
-            return Path.normalize(link) == Path.normalize(source) && Files.exists(dir + "/arch/x86/boot/bzImage")
+            return Path.normalize(link) == Path.normalize(source) && Files.exists(dir + image)
         }
-        return candidates.max { (Files.mtime($0 + "/arch/x86/boot/bzImage") ?? 0) < (Files.mtime($1 + "/arch/x86/boot/bzImage") ?? 0) }
+        return candidates.max { (Files.mtime($0 + image) ?? 0) < (Files.mtime($1 + image) ?? 0) }
     }
 
     /// Unpacks /usr/src/<pkg>.tar.xz once into the cache (atomically, under a lock).
@@ -382,7 +396,7 @@ public final class KernelStore: @unchecked Sendable {
         guard let vmlinuz = boot.first(where: { $0.hasPrefix("vmlinuz-") }), let config = boot.first(where: { $0.hasPrefix("config-") }) else {
             throw LabError(.build, "\(deb) has no /boot/vmlinuz-* and /boot/config-*", hint: "use a linux-image-*-unsigned package")
         }
-        let k = try store(image, recipe: recipe, key: key, bzImage: tmp + "/root/boot/" + vmlinuz, config: tmp + "/root/boot/" + config,
+        let k = try store(image, recipe: recipe, key: key, kernelImage: tmp + "/root/boot/" + vmlinuz, config: tmp + "/root/boot/" + config,
                           buildLog: nil, extraMeta: ["package=\(name)=\(version)"])
         progress.end("unpacked \(name) \(version) in \(Self.duration(Date().timeIntervalSince(started))) -> \(k.kernel)")
         return k

@@ -30,10 +30,14 @@ public struct LabPaths: Sendable {
     public var imagesDirectory: String { home + "/Images" }
     public var profilesDirectory: String { home + "/Profiles" }
 
-    /// The static agent binary (`$CMALAB_AGENT`, else the Makefile's build location).
-    public var agentBinary: String {
-        ProcessInfo.processInfo.environment["CMALAB_AGENT"] ?? home + "/.build-agent/release/cmalab-agent"
+    /// The static agent binary for a guest of `architecture` (`Architecture.agentBinary`: `$CMALAB_AGENT`,
+    /// else the Makefile's build location).
+    public func agentBinary(for architecture: Architecture) -> String {
+        architecture.agentBinary(home: home, environment: ProcessInfo.processInfo.environment)
     }
+
+    /// The agent for a guest of the default architecture (x86_64).
+    public var agentBinary: String { agentBinary(for: .default) }
 
     static func findHome() -> String? {
         let fm = FileManager.default

@@ -79,7 +79,7 @@ public final class MatrixRunner: @unchecked Sendable {
             } else {
                 resolved = .tcg
             }
-            _ = try launcher.initramfs(.agent(lab.paths.agentBinary), lab: lab)
+            _ = try launcher.initramfs(.agent(lab.paths.agentBinary(for: kernel.architecture)), lab: lab)
         } else {
             resolved = accel
         }

@@ -16,7 +16,7 @@ public enum MachineExit: Sendable, Equatable {
 /// One QEMU process and its guest console.
 ///
 /// QEMU runs in its own process group under `setpriv --pdeathsig KILL`, so it dies with cmalab even on
-/// SIGKILL; its pid is in `qemu.pid` in the run directory. The console (ttyS0) arrives on QEMU's stdout
+/// SIGKILL; its pid is in `qemu.pid` in the run directory. The console (ttyS0 on x86_64) arrives on QEMU's stdout
 /// and is written to `console.log` (bounded), echoed when asked, and watched for crashes.
 public final class QEMUMachine: @unchecked Sendable {
     public let plan: QEMUPlan
@@ -42,7 +42,7 @@ public final class QEMUMachine: @unchecked Sendable {
         self.plan = plan
         self.run = run
         guard ChildProcess.findExecutable(plan.binary) != nil else {
-            throw LabError(.missingTool, "\(plan.binary) is not installed", hint: ChildProcess.installHint(for: "qemu-system-x86_64"))
+            throw LabError(.missingTool, "\(plan.binary) is not installed", hint: ChildProcess.installHint(for: plan.machine.architecture.qemuBinary))
         }
         for f in [plan.kernel] + (plan.initrd.map { [$0] } ?? []) where !Files.exists(f) {
             throw LabError(.imageNotFound, "\(f) does not exist", hint: "build the image first with `cmalab image build`")

@@ -47,7 +47,7 @@ struct BenchCommand: ParsableCommand {
                                  profilePath: profile ?? lab.paths.profilesDirectory + "/seed-1g-at-1-2g.yaml").report()
                 return
             }
-            let initrd = try lab.initramfs.ensure(.agent(lab.paths.agentBinary))
+            let initrd = try lab.initramfs.ensure(.agent(lab.paths.agentBinary(for: kernel.architecture)))
             var ready: [Double] = []
             var total: [Double] = []
             for i in 1...runs {
@@ -60,7 +60,7 @@ struct BenchCommand: ParsableCommand {
                 total.append(session.machine.uptime)
                 printErr(String(format: "run %d: agent ready %.3f s, powered off %.3f s", i, readyAt, session.machine.uptime))
             }
-            let agentSize = (try? FileManager.default.attributesOfItem(atPath: lab.paths.agentBinary)[.size] as? Int) ?? 0
+            let agentSize = (try? FileManager.default.attributesOfItem(atPath: lab.paths.agentBinary(for: kernel.architecture))[.size] as? Int) ?? 0
             let initrdSize = (try? FileManager.default.attributesOfItem(atPath: initrd)[.size] as? Int) ?? 0
             print("image            \(kernel.name) (\(machine.machine.rawValue), \(machine.memory), \(machine.cpus) CPU, \(machine.append.isEmpty ? "no cmdline" : machine.append))")
             print("runs             \(runs)")
