@@ -101,7 +101,7 @@ public final class MatrixRunner: @unchecked Sendable {
             var v: Verdict
             if let failure = imageFailures[cell.image] {
                 v = Verdict(profile: cell.profile.name, image: cell.image, kind: .error, checks: [],
-                            error: "image \(cell.image): \(failure.message)")
+                            error: "image \(cell.image): \(failure.message)", errorCode: failure.code.rawValue)
             } else {
                 let runner = ProfileRunner(lab: self.lab)
                 runner.accel = resolved
