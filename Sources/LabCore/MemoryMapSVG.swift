@@ -354,8 +354,6 @@ public enum MemoryMapSVG {
         return s.hasSuffix(".0") ? String(s.dropLast(2)) : s
     }
 
-    public static func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
-
     /// `1 GiB`, `1.5 GiB`, `8.79 MiB`, `1023.75 MiB`, `640 KiB`, `512 B`: the largest unit the size reaches, with up
     /// to two decimals, truncated (trailing zeros dropped).
     public static func size(_ bytes: UInt64) -> String {

@@ -107,19 +107,19 @@ public struct MemoryMapScene: Equatable, Sendable {
                 let configured = kernelConfig?["PHYSICAL_START"].flatMap { try? ByteSize.parse($0).bytes }
                 let start = configured ?? kernelLoadAddress
                 scene.marks.append(Mark(start: start, end: start + sizes << 10, kind: .kernel, name: "kernel",
-                                        detail: "≈\(MemoryMapSVG.size(sizes << 10)) at \(MemoryMapSVG.hex(start))", approximate: true))
+                                        detail: "≈\(MemoryMapSVG.size(sizes << 10)) at \(hex(start))", approximate: true))
                 scene.notes.append(configured != nil
-                    ? "The kernel image is drawn at CONFIG_PHYSICAL_START (\(MemoryMapSVG.hex(start))) from the kernel config, \(sizeNote)."
-                    : "The kernel image is drawn at \(MemoryMapSVG.hex(start)) (16 MiB, the x86_64 default load address, assuming KASLR is off), \(sizeNote).")
+                    ? "The kernel image is drawn at CONFIG_PHYSICAL_START (\(hex(start))) from the kernel config, \(sizeNote)."
+                    : "The kernel image is drawn at \(hex(start)) (16 MiB, the x86_64 default load address, assuming KASLR is off), \(sizeNote).")
             }
         }
         if let rd = boot.ramdisk {
             scene.marks.append(Mark(start: rd.start, end: exclusiveEnd(rd.end), kind: .initrd, name: "initrd",
-                                    detail: "\(MemoryMapSVG.size(rd.size)) at \(MemoryMapSVG.hex(rd.start))"))
+                                    detail: "\(MemoryMapSVG.size(rd.size)) at \(hex(rd.start))"))
         }
         for area in cmaAreas(o) {
             scene.marks.append(Mark(start: area.start, end: area.end, kind: .cma, name: area.name,
-                                    detail: "\(MemoryMapSVG.size(area.end - area.start)) at \(MemoryMapSVG.hex(area.start))"))
+                                    detail: "\(MemoryMapSVG.size(area.end - area.start)) at \(hex(area.start))"))
         }
 
         // Regions: the e820 map with its gaps named.
@@ -130,7 +130,7 @@ public struct MemoryMapScene: Equatable, Sendable {
         }
         if let p = predictedPlacement {
             scene.predicted = Window(start: p.start, end: exclusiveEnd(p.end),
-                                     label: "predicted: \(MemoryMapSVG.size(p.size)) at \(MemoryMapSVG.hex(p.start))" + (p.type.isEmpty ? "" : " (\(p.type))"))
+                                     label: "predicted: \(MemoryMapSVG.size(p.size)) at \(hex(p.start))" + (p.type.isEmpty ? "" : " (\(p.type))"))
             maxEnd = max(maxEnd, exclusiveEnd(p.end))
         }
         if boot.e820.isEmpty {
@@ -200,8 +200,8 @@ public struct MemoryMapScene: Equatable, Sendable {
         let limit = req.limit ?? 0
         let end = limit == 0 ? UInt64.max : limit
         let what = req.isFixed ? "fixed" : "search window"
-        let endText = limit == 0 ? "end of memory" : MemoryMapSVG.hex(limit)
-        return Window(start: base, end: max(end, base), label: "cma=\(value): \(what) [\(MemoryMapSVG.hex(base)), \(endText))")
+        let endText = limit == 0 ? "end of memory" : hex(limit)
+        return Window(start: base, end: max(end, base), label: "cma=\(value): \(what) [\(hex(base)), \(endText))")
     }
 
     /// `pc, 4G, 1 CPU` → 4 GiB.

@@ -89,12 +89,12 @@ struct ExplainCommand: ParsableCommand {
     static func render(_ p: CMAPrediction, image: String, commandLine: KernelCommandLine) -> String {
         var out = ["\(image) (Linux \(p.kernel)) on \(p.machine), command line `\(commandLine)`", "", "prediction: \(p.summary)"]
         if let a = p.area {
-            out.append("  area `\(a.name)`: \(a.sizeMiB) MiB, base " + (a.exact ? hexString(a.baseMin)
-                : "between \(hexString(a.baseMin)) and \(hexString(a.baseMax))") + (a.node.map { ", node \($0)" } ?? ""))
+            out.append("  area `\(a.name)`: \(a.sizeMiB) MiB, base " + (a.exact ? hex(a.baseMin)
+                : "between \(hex(a.baseMin)) and \(hex(a.baseMax))") + (a.node.map { ", node \($0)" } ?? ""))
         }
         for a in p.nodeAreas ?? [] {
-            out.append("  area `\(a.name)`: \(a.sizeMiB) MiB on node \(a.node ?? 0), base " + (a.exact ? hexString(a.baseMin)
-                : "between \(hexString(a.baseMin)) and \(hexString(a.baseMax))"))
+            out.append("  area `\(a.name)`: \(a.sizeMiB) MiB on node \(a.node ?? 0), base " + (a.exact ? hex(a.baseMin)
+                : "between \(hex(a.baseMin)) and \(hex(a.baseMax))"))
         }
         for a in p.nodeFailures ?? [] { out.append("  area `\(a.name)`: \(a.sizeMiB) MiB on node \(a.node ?? 0) fails (no room)") }
         if !p.messages.isEmpty {
@@ -118,6 +118,4 @@ struct ExplainCommand: ParsableCommand {
         out += p.assumptions.map { "  - \($0)" }
         return out.joined(separator: "\n")
     }
-
-    static func hexString(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 }

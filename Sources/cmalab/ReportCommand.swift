@@ -110,7 +110,7 @@ enum HTMLPageWriter {
         // The oracle's predicted placement: the whole span the area may occupy ([lowest base, highest base + size)).
         for v in verdicts {
             if let a = v.oracle?.prediction.area, a.sizeBytes > 0 {
-                let kind = a.exact ? "exact" : "a \(a.sizeMiB) MiB area based anywhere in 0x\(String(a.baseMin, radix: 16))-0x\(String(a.baseMax, radix: 16))"
+                let kind = a.exact ? "exact" : "a \(a.sizeMiB) MiB area based anywhere in \(hex(a.baseMin))-\(hex(a.baseMax))"
                 input.predictedPlacement[v.key] = MemoryRange(start: a.baseMin, end: a.baseMax + a.sizeBytes - 1, type: kind)
             }
         }
