@@ -20,7 +20,7 @@ public enum HTMLPageWriter {
             input.runDirectoryHref[v.runDirectory] = HTMLReport.relativePath(from: pageDirectory, to: dir)
             if let names = try? FileManager.default.contentsOfDirectory(atPath: dir) {
                 input.artifactFiles[v.runDirectory] = names.filter { n in
-                    !n.hasPrefix(".") && n != "qemu.pid" && !n.hasSuffix(".sock") && !n.contains(".tmp.")
+                    !n.hasPrefix(".") && n != "qemu.pid" && n != "owner.start" && !n.hasSuffix(".sock") && !n.contains(".tmp.")
                 }.sorted()
             }
             if let text = try? String(contentsOfFile: dir + "/config", encoding: .utf8) {
