@@ -40,7 +40,7 @@ public enum ObservationDiff {
         for (i, (sa, sb)) in zip(a.steps, b.steps).enumerated() {
             if sa.status != sb.status { field("steps[\(i)] \(sa.kind) status", "\(sa.status)", "\(sb.status)") }
             // A measured allocation whose median time moved by more than 1.5x: a kernel change made CMA slower or faster.
-            if let ta = sa.attemptNanoseconds, let tb = sb.attemptNanoseconds, let ma = median(ta), let mb = median(tb), ma > 0, mb > 0,
+            if let ta = sa.attemptNanoseconds, let tb = sb.attemptNanoseconds, let ma = median(ta.map(Double.init)), let mb = median(tb.map(Double.init)), ma > 0, mb > 0,
                max(ma, mb) / min(ma, mb) > 1.5 {
                 field("steps[\(i)] alloc latency", Evaluate.latencySummary(ta), Evaluate.latencySummary(tb))
             }
@@ -82,14 +82,7 @@ public enum ObservationDiff {
             + b.filter { !sa.contains($0) }.map { ObservationChange(field: name, a: nil, b: $0) }
     }
 
-    static func median(_ ns: [UInt64]) -> Double? {
-        guard !ns.isEmpty else { return nil }
-        let s = ns.sorted().map(Double.init)
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
-
     static func list(_ xs: [String]) -> String? { xs.isEmpty ? nil : xs.joined(separator: ", ") }
-    static func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 
     /// A readable report: `field: A → B`, or `- line` / `+ line` for lines on one side only.
     public static func render(_ changes: [ObservationChange], titleA: String, titleB: String) -> String {

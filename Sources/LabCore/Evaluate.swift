@@ -136,15 +136,13 @@ public enum Evaluate {
         guard !ns.isEmpty else { return "not measured" }
         let s = ns.sorted().map { Double($0) / 1e9 }
         if s.count == 1 { return seconds(s[0]) }
-        let median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-        return "min \(seconds(s.first!)), median \(seconds(median)), max \(seconds(s.last!))"
+        return "min \(seconds(s.first!)), median \(seconds(median(s)!)), max \(seconds(s.last!))"
     }
 
     static func seconds(_ x: Double) -> String {
         x < 1 ? "\(Int((x * 1000).rounded())) ms" : "\(Double(Int((x * 100).rounded())) / 100) s"
     }
 
-    static func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
     static func kib(_ bytes: UInt64) -> String { "\(bytes / 1024) kB" }
     static func signedSize(_ bytes: Int64) -> String { bytes < 0 ? "-\(kib(UInt64(-bytes)))" : kib(UInt64(bytes)) }
 

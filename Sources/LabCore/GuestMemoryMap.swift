@@ -16,13 +16,6 @@ public struct AddressRange: Codable, Equatable, Hashable, Sendable, CustomString
     public var description: String { "[\(hex(start))-\(hex(end &- 1))]" }
 }
 
-func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
-/// `0x000000007bc00000`, as the kernel's `%pa` prints a 64-bit physical address.
-func pa(_ v: UInt64) -> String {
-    let h = String(v, radix: 16)
-    return "0x" + String(repeating: "0", count: max(0, 16 - h.count)) + h
-}
-
 public struct GuestMemoryMap: Equatable, Sendable {
     public var machine: MachineType
     public var memory: UInt64

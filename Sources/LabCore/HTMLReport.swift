@@ -203,7 +203,7 @@ public enum HTMLReport {
         if let p = scene.predicted { rows.append(("predicted", p.start, p.end)) }
         rows += scene.regions.map { ("e820 " + $0.label, $0.start, $0.end) }
         for (what, start, end) in rows {
-            h += "<tr><td>\(esc(what))</td><td>\(MemoryMapSVG.hex(start))</td><td>\(MemoryMapSVG.hex(end))</td><td>\(esc(MemoryMapSVG.size(end &- start)))</td></tr>\n"
+            h += "<tr><td>\(esc(what))</td><td>\(hex(start))</td><td>\(hex(end))</td><td>\(esc(MemoryMapSVG.size(end &- start)))</td></tr>\n"
         }
         return h + "</tbody>\n</table>\n</details>\n"
     }

@@ -224,6 +224,9 @@ public struct Verdict: Codable, Equatable, Sendable {
     public var checks: [CheckResult]
     /// Why the lab could not decide (for `error`), or nil.
     public var error: String?
+    /// The code of the lab error behind an `error` verdict (`input`, `preflight`, `qemu`, `timeout`, ... : LabError.Code),
+    /// for scripts to branch on; absent for `pass` and `fail`, and in results written before it existed.
+    public var errorCode: String?
     public var observations: Observations?
     /// The last console lines (for reports).
     public var consoleTail: [String]
@@ -233,9 +236,9 @@ public struct Verdict: Codable, Equatable, Sendable {
     /// disagreement is its own result, separate from `kind`. Absent when no prediction could be compared.
     public var oracle: OracleCheck?
 
-    public init(profile: String, image: String, kind: VerdictKind, checks: [CheckResult], error: String? = nil,
+    public init(profile: String, image: String, kind: VerdictKind, checks: [CheckResult], error: String? = nil, errorCode: String? = nil,
                 observations: Observations? = nil, consoleTail: [String] = [], seconds: Double = 0, runDirectory: String = "") {
-        self.profile = profile; self.image = image; self.kind = kind; self.checks = checks; self.error = error
+        self.profile = profile; self.image = image; self.kind = kind; self.checks = checks; self.error = error; self.errorCode = errorCode
         self.observations = observations; self.consoleTail = consoleTail; self.seconds = seconds; self.runDirectory = runDirectory
     }
 

@@ -9,28 +9,17 @@ public struct ImageCatalog: Sendable {
     public static let defaultImage = "cma-6.12"
 
     public init(directory: String) throws(LabError) {
-        let files: [String]
-        do {
-            files = try FileManager.default.contentsOfDirectory(atPath: directory)
-                .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
-        } catch {
-            throw LabError(.input, "cannot list image definitions in \(directory)", hint: "set CMALAB_HOME to the cmalab checkout", underlying: error)
+        let unlistable = { (directory: String, error: any Error) in
+            LabError(.input, "cannot list image definitions in \(directory)", hint: "set CMALAB_HOME to the cmalab checkout", underlying: error)
         }
-        for f in files {
-            let path = directory + "/" + f
-            let def = try Self.load(path)
-            if let other = images[def.name] {
-                throw LabError(.input, "\(path): image `\(def.name)` is already defined in \(other.file)", hint: "give each image a unique name")
-            }
+        for (_, def) in try YAMLDefinitions.load([directory], noun: "image", name: \.name, missing: nil, unlistable: unlistable,
+                                                 parse: ImageDefinition.parse) {
             images[def.name] = def
         }
     }
 
     public static func load(_ path: String) throws(LabError) -> ImageDefinition {
-        let text = try Files.read(path)
-        do { return try ImageDefinition.parse(text, file: path) } catch {
-            throw LabError(.input, error.description)
-        }
+        try YAMLDefinitions.parse(path, with: ImageDefinition.parse)
     }
 
     /// A name from the catalog, or a path to an image file.

@@ -22,16 +22,17 @@ public struct LabError: Error, CustomStringConvertible, Sendable {
     public var code: Code
     public var message: String
     public var hint: String?
-    public var underlying: String?
+    /// What failed underneath (a Foundation error, another LabError), kept as it was thrown.
+    public var underlying: (any Error)?
 
     public init(_ code: Code, _ message: String, hint: String? = nil, underlying: (any Error)? = nil) {
         self.code = code; self.message = message; self.hint = hint
-        self.underlying = underlying.map { "\($0)" }
+        self.underlying = underlying
     }
 
     public var description: String {
         var s = message
-        if let underlying, !message.contains(underlying) { s += " (\(underlying))" }
+        if let underlying = underlying.map({ "\($0)" }), !message.contains(underlying) { s += " (\(underlying))" }
         if let hint { s += "\n  hint: \(hint)" }
         return s
     }

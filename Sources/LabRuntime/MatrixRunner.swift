@@ -5,12 +5,7 @@ import Synchronization
 /// Loads a matrix file and its profiles, and expands the cells.
 public enum MatrixLoader {
     public static func load(_ file: String) throws(LabError) -> (MatrixSpec, [MatrixCell]) {
-        let spec: MatrixSpec
-        do { spec = try MatrixSpec.parse(try Files.read(file), file: file) } catch let e as InputError {
-            throw LabError(.input, e.description)
-        } catch {
-            throw error as! LabError
-        }
+        let spec = try YAMLDefinitions.parse(file, with: MatrixSpec.parse)
         let dir = Path.directory(of: file)
         let profiles = try ProfileLoader.load(spec.profilePaths.map { Path.resolve($0, relativeTo: dir) }, defaultDirectory: dir)
         do { return (spec, try spec.cells(profiles: profiles)) } catch {
@@ -103,7 +98,7 @@ public final class MatrixRunner: @unchecked Sendable {
             var v: Verdict
             if let failure = imageFailures[cell.image] {
                 v = Verdict(profile: cell.profile.name, image: cell.image, kind: .error, checks: [],
-                            error: "image \(cell.image): \(failure.message)")
+                            error: "image \(cell.image): \(failure.message)", errorCode: failure.code.rawValue)
             } else {
                 let runner = ProfileRunner(lab: self.lab)
                 runner.accel = resolved

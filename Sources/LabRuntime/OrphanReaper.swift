@@ -5,9 +5,11 @@ import LabCore
 ///
 /// Normally QEMU cannot outlive cmalab: it runs under `setpriv --pdeathsig KILL`. Without setpriv (or when
 /// the parent-death signal was lost), an orphaned QEMU keeps its guest running. Every run directory holds
-/// `qemu.pid` and `owner.pid` (the cmalab that started it). At start-up cmalab checks them: a live process
-/// that is `qemu-system-*` with `-name <that run directory>`, that started when `qemu.pid` was written, and
-/// whose owner is gone, is an orphan and gets SIGKILL. A QEMU whose cmalab still runs is left alone, so
+/// `qemu.pid`, `owner.pid` (the cmalab that started it) and `owner.start` (that process's start time, field 22
+/// of /proc/PID/stat). At start-up cmalab checks them: a live process that is `qemu-system-*` with
+/// `-name <that run directory>`, that started when `qemu.pid` was written, and whose owner is gone (no
+/// /proc/PID, or a process there that started at another time: the pid was reused), is an orphan and gets
+/// SIGKILL. A run directory from before `owner.start` takes a live owner pid as its owner. A QEMU whose cmalab still runs is left alone, so
 /// concurrent cmalab processes never stop each other's guests, and a `reproduce.sh` QEMU (no pid file of
 /// its own) is never touched.
 public enum OrphanReaper {
@@ -19,7 +21,7 @@ public enum OrphanReaper {
         for name in names {
             let dir = root + "/" + name
             guard let pid = readPID(dir + "/qemu.pid"), let owner = readPID(dir + "/owner.pid") else { continue }
-            guard !isAlive(owner, named: ["cmalab", "cmalabPackageTests.xctest"]) else { continue }
+            guard !isOwnerAlive(owner, startTime: readStartTime(dir + "/owner.start")) else { continue }
             guard isQEMU(pid: pid, runName: name), startedNear(pid: pid, file: dir + "/qemu.pid") else { continue }
             kill(pid, SIGKILL)
             stopped.append((pid, dir))
@@ -38,11 +40,37 @@ public enum OrphanReaper {
         return data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// The process exists and its executable is one of `names` (a reused pid running something else is not it).
-    static func isAlive(_ pid: pid_t, named names: [String]) -> Bool {
-        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? argv(pid).first ?? ""
-        return names.contains(Path.basename(exe))
+    /// Writes `owner.start` for this process next to `owner.pid` in `directory` (see `isOwnerAlive`).
+    public static func recordOwnerStart(in directory: RunDirectory) {
+        if let start = startTime(of: getpid()) { try? directory.write("owner.start", "\(start)\n") }
+    }
+
+    static func readStartTime(_ path: String) -> UInt64? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        return UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// The owner still runs: /proc/PID exists and, when the run recorded its start time, the process there
+    /// started at that time (a reused pid running something else is not it). Without a recorded start time
+    /// (an older run directory), a live pid is enough.
+    static func isOwnerAlive(_ pid: pid_t, startTime recorded: UInt64?) -> Bool {
+        guard FileManager.default.fileExists(atPath: "/proc/\(pid)") else { return false }
+        guard let recorded else { return true }
+        return startTime(of: pid) == recorded
+    }
+
+    /// When `pid` started, in clock ticks after boot; nil when there is no such process.
+    static func startTime(of pid: pid_t) -> UInt64? {
+        (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)).flatMap(startTime(statLine:))
+    }
+
+    /// Field 22 (starttime) of a /proc/PID/stat line. Field 2, the command name, is in parentheses and may
+    /// itself hold spaces and `)`, so the fields are counted from the last `)`: field 3 is the first after it.
+    static func startTime(statLine: String) -> UInt64? {
+        guard let close = statLine.lastIndex(of: ")") else { return nil }
+        let fields = statLine[statLine.index(after: close)...].split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard fields.count > 19 else { return nil }
+        return UInt64(fields[19])
     }
 
     /// `qemu-system-*` with `-name <runName>`.
@@ -55,16 +83,12 @@ public enum OrphanReaper {
 
     /// The process started within a few seconds of the pid file's time: not a later process that got the pid.
     static func startedNear(pid: pid_t, file: String) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")"),
+        guard let ticks = startTime(of: pid),
               let uptimeText = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
               let uptime = Double(uptimeText.split(separator: " ").first ?? ""),
               let mtime = Files.mtime(file) else { return false }
-        // Field 22 (starttime, in clock ticks since boot); fields after the command name start at 3.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 19, let ticks = Double(fields[19]) else { return false }
         let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
-        let started = Date().timeIntervalSince1970 - uptime + ticks / hz
+        let started = Date().timeIntervalSince1970 - uptime + Double(ticks) / hz
         return abs(started - Double(mtime)) < 10
     }
 }

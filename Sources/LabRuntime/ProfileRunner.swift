@@ -21,17 +21,17 @@ public final class ProfileRunner: @unchecked Sendable {
     public func run(_ profile: Profile, image override: String? = nil) -> Verdict {
         let started = Date()
         let imageName = override ?? profile.image ?? ImageCatalog.defaultImage
-        func errorVerdict(_ message: String) -> Verdict {
-            Verdict(profile: profile.name, image: imageName, kind: .error, checks: [], error: message,
+        func errorVerdict(_ message: String, code: LabError.Code) -> Verdict {
+            Verdict(profile: profile.name, image: imageName, kind: .error, checks: [], error: message, errorCode: code.rawValue,
                     seconds: Date().timeIntervalSince(started))
         }
         let kernel: BuiltKernel
-        do { kernel = try lab.kernel(image: imageName) } catch { return errorVerdict("image \(imageName): \(error.message)") }
+        do { kernel = try lab.kernel(image: imageName) } catch { return errorVerdict("image \(imageName): \(error.message)", code: error.code) }
         let config = kernel.configPath.isEmpty ? nil : try? kernel.config()
         var skipped: [SkippedStep] = []
         if let config {
             for need in profile.requiredConfig where !config.isEnabled(need.option) {
-                return errorVerdict("preflight: image \(imageName) has no CONFIG_\(need.option) (the profile needs it: \(need.reason)); nothing was booted")
+                return errorVerdict("preflight: image \(imageName) has no CONFIG_\(need.option) (the profile needs it: \(need.reason)); nothing was booted", code: .preflight)
             }
             if !config.isEnabled("CMA_DEBUGFS") {
                 skipped = profile.debugfsSteps.map { SkippedStep(index: $0, reason: "image \(imageName) has no CONFIG_CMA_DEBUGFS, so /sys/kernel/debug/cma/<area>/alloc and free do not exist") }
@@ -42,7 +42,7 @@ public final class ProfileRunner: @unchecked Sendable {
         request.backend = backend
         request.onConsoleLine = onConsoleLine
         let session: BootSession
-        do { session = try lab.start(kernel, request, launcher: launcher) } catch { return errorVerdict(error.message) }
+        do { session = try lab.start(kernel, request, launcher: launcher) } catch { return errorVerdict(error.message, code: error.code) }
         defer { session.machine.stop(); session.run.closeSockets() }
         let run = session.run
 
@@ -105,7 +105,7 @@ public final class ProfileRunner: @unchecked Sendable {
         let tail = Array(session.machine.console.tail.suffix(40))
         if let labFailure, obs.crash == nil {
             // A timeout or lab failure with no crash on the console: the lab cannot judge the profile.
-            return Verdict(profile: profile.name, image: imageName, kind: .error, checks: [], error: labFailure.message,
+            return Verdict(profile: profile.name, image: imageName, kind: .error, checks: [], error: labFailure.message, errorCode: labFailure.code.rawValue,
                            observations: obs, consoleTail: tail, seconds: obs.wallSeconds, runDirectory: run.path)
         }
         let checks = Evaluate.checks(profile, obs, log: log)

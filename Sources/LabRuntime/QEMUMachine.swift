@@ -59,6 +59,7 @@ public final class QEMUMachine: @unchecked Sendable {
         try? run.write("qemu.pid", "\(process.pid)\n")
         // Who started it: a later cmalab stops this QEMU if that process is gone (see OrphanReaper).
         try? run.write("owner.pid", "\(getpid())\n")
+        OrphanReaper.recordOwnerStart(in: run)
     }
 
     deinit {

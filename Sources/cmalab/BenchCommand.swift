@@ -73,7 +73,7 @@ struct BenchCommand: ParsableCommand {
 
     static func line(_ name: String, _ xs: [Double]) -> String {
         let s = xs.sorted()
-        let median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-        return String(format: "%@ median %.3f s (min %.3f, max %.3f)", name.padding(toLength: 16, withPad: " ", startingAt: 0), median, s.first!, s.last!)
+        return String(format: "%@ median %.3f s (min %.3f, max %.3f)", name.padding(toLength: 16, withPad: " ", startingAt: 0),
+                      median(s) ?? .nan, s.first!, s.last!)
     }
 }

@@ -102,7 +102,7 @@ struct BootCommand: ParsableCommand {
         if areas.isEmpty { print("cma areas: none") }
         for a in areas {
             var s = "cma area \(a.name):"
-            if let pfn = a.basePFN { s += String(format: " base 0x%llx", pfn * 4096) }
+            if let pfn = a.basePFN { s += " base \(hex(pfn * 4096))" }
             if let c = a.count { s += " count \(c) pages (\((c * 4096) >> 20) MiB)" }
             if let u = a.used { s += " used \(u)" }
             if let m = a.maxchunk { s += " maxchunk \(m)" }

@@ -123,8 +123,8 @@ struct CompareBench {
         print(BenchCommand.line("(a) bare QEMU", a))
         print(BenchCommand.line("(b) cmalab run", b))
         if vngMissing { print("(c) vng          not installed (pip install virtme-ng==1.42)") } else { print(BenchCommand.line("(c) vng", c)) }
-        print(String(format: "(b)/(a)          %.2f (goal <= 1.10)", median(b) / median(a)))
-        if !c.isEmpty { print(String(format: "(c)/(b)          %.2f (goal >= 2)", median(c) / median(b))) }
+        print(String(format: "(b)/(a)          %.2f (goal <= 1.10)", (median(b) ?? .nan) / (median(a) ?? .nan)))
+        if !c.isEmpty { print(String(format: "(c)/(b)          %.2f (goal >= 2)", (median(c) ?? .nan) / (median(b) ?? .nan))) }
         if !ready.isEmpty { print(BenchCommand.line("agent ready", ready)) }
         if !rss.isEmpty { print("cmalab peak RSS  \(rss.max()! / 1024) MiB (the cmalab process alone, without QEMU)") }
         printBuildFigures()
@@ -151,10 +151,5 @@ struct CompareBench {
         for (name, s, warm) in rows.sorted(by: { $0.0 < $1.0 }) {
             print("build            \(name): \(s) s\(warm ? " (warm: started from another config's objects)" : "")")
         }
-    }
-
-    func median(_ xs: [Double]) -> Double {
-        let s = xs.sorted()
-        return s.isEmpty ? .nan : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
     }
 }

@@ -19,17 +19,9 @@ struct ExplainCommand: ParsableCommand {
 
     @OptionGroup var kernelOptions: KernelOptions
 
-    @Option(name: .long, help: "Guest memory (for example 4G, 512M).")
-    var memory: ByteSize = .gib(4)
+    @OptionGroup var guest: GuestOptions
 
-    @Option(name: .long, help: "QEMU machine type: pc or q35.")
-    var machine: MachineType = .pc
-
-    @Option(name: .long, help: "QEMU -cpu model (hugetlb_cma= needs 1 GiB pages, e.g. max).")
-    var cpu: String?
-
-    @Option(name: .long, help: ArgumentHelp("NUMA node sizes, comma-separated, adding up to --memory (for example 2G,2G).", valueName: "sizes"))
-    var numa: String?
+    @OptionGroup var topology: GuestTopologyOptions
 
     @Option(name: .long, help: "Initrd size (default: the size of the lab's agent initramfs, as `cmalab run` boots it).")
     var initrdSize: ByteSize?
@@ -41,15 +33,16 @@ struct ExplainCommand: ParsableCommand {
     var parameters: [String] = []
 
     func run() throws {
+        let memory = guest.memory
         try runReportingErrors {
             guard memory >= .mib(128), memory.bytes % (1 << 20) == 0 else {
                 throw LabError(.input, "--memory must be a whole number of MiB, at least 128M (got \(memory))", hint: "for example --memory 4G")
             }
             let lab = Lab()
             let kernel = try lab.kernel(image: kernelOptions.image, kernelPath: kernelOptions.kernel, configPath: kernelOptions.config)
-            var spec = MachineSpec(memory: memory, type: machine)
-            spec.cpuModel = cpu
-            if let numa {
+            var spec = MachineSpec(memory: memory, type: guest.machine, architecture: kernel.architecture)
+            spec.cpuModel = topology.cpu
+            if let numa = topology.numa {
                 var nodes: [ByteSize] = []
                 for part in numa.split(separator: ",") {
                     guard let size = try? ByteSize.parse(String(part)) else { throw LabError(.input, "--numa: `\(part)` is not a size") }
@@ -61,7 +54,7 @@ struct ExplainCommand: ParsableCommand {
             }
             let initrdPath: String?
             if initrdSize == nil {
-                do { initrdPath = try lab.initramfs.ensure(.agent(lab.paths.agentBinary)) } catch let e as LabError {
+                do { initrdPath = try lab.initramfs.ensure(.agent(lab.paths.agentBinary(for: kernel.architecture))) } catch let e as LabError {
                     throw LabError(.input, "cannot tell the initrd size: \(e.message)", hint: "pass --initrd-size (for example --initrd-size 9101824)")
                 }
             } else {
@@ -89,12 +82,12 @@ struct ExplainCommand: ParsableCommand {
     static func render(_ p: CMAPrediction, image: String, commandLine: KernelCommandLine) -> String {
         var out = ["\(image) (Linux \(p.kernel)) on \(p.machine), command line `\(commandLine)`", "", "prediction: \(p.summary)"]
         if let a = p.area {
-            out.append("  area `\(a.name)`: \(a.sizeMiB) MiB, base " + (a.exact ? hexString(a.baseMin)
-                : "between \(hexString(a.baseMin)) and \(hexString(a.baseMax))") + (a.node.map { ", node \($0)" } ?? ""))
+            out.append("  area `\(a.name)`: \(a.sizeMiB) MiB, base " + (a.exact ? hex(a.baseMin)
+                : "between \(hex(a.baseMin)) and \(hex(a.baseMax))") + (a.node.map { ", node \($0)" } ?? ""))
         }
         for a in p.nodeAreas ?? [] {
-            out.append("  area `\(a.name)`: \(a.sizeMiB) MiB on node \(a.node ?? 0), base " + (a.exact ? hexString(a.baseMin)
-                : "between \(hexString(a.baseMin)) and \(hexString(a.baseMax))"))
+            out.append("  area `\(a.name)`: \(a.sizeMiB) MiB on node \(a.node ?? 0), base " + (a.exact ? hex(a.baseMin)
+                : "between \(hex(a.baseMin)) and \(hex(a.baseMax))"))
         }
         for a in p.nodeFailures ?? [] { out.append("  area `\(a.name)`: \(a.sizeMiB) MiB on node \(a.node ?? 0) fails (no room)") }
         if !p.messages.isEmpty {
@@ -118,6 +111,4 @@ struct ExplainCommand: ParsableCommand {
         out += p.assumptions.map { "  - \($0)" }
         return out.joined(separator: "\n")
     }
-
-    static func hexString(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 }

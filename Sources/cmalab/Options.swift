@@ -27,25 +27,35 @@ struct KernelOptions: ParsableArguments {
     }
 }
 
-/// The guest machine.
-struct MachineOptions: ParsableArguments {
+/// The guest's memory and machine type: boot, shell, explain and probe-max.
+struct GuestOptions: ParsableArguments {
     @Option(name: .long, help: "Guest memory (for example 4G, 512M). Larger than the host is fine: RAM is backed on touch.")
     var memory: ByteSize = .gib(4)
 
-    @Option(name: .long, help: "Virtual CPUs.")
-    var cpus: Int = 1
-
     @Option(name: .long, help: "QEMU machine type: pc or q35.")
     var machine: MachineType = .pc
+}
 
-    @Option(name: .long, help: "Kernel command line parameters to add (for example 'cma=1G@1-2G').")
-    var append: String = ""
-
+/// The guest's NUMA nodes and CPU model: boot, shell and explain.
+struct GuestTopologyOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("NUMA node sizes, comma-separated, adding up to --memory (for example 2G,2G).", valueName: "sizes"))
     var numa: String?
 
     @Option(name: .long, help: "QEMU -cpu model (for example max: 1 GiB pages for hugetlb_cma=).")
     var cpu: String?
+}
+
+/// The guest machine.
+struct MachineOptions: ParsableArguments {
+    @OptionGroup var guest: GuestOptions
+
+    @Option(name: .long, help: "Virtual CPUs.")
+    var cpus: Int = 1
+
+    @Option(name: .long, help: "Kernel command line parameters to add (for example 'cma=1G@1-2G').")
+    var append: String = ""
+
+    @OptionGroup var topology: GuestTopologyOptions
 
     @Option(name: .long, help: "Accelerator: auto (KVM only if a probe boot proves it works), kvm or tcg.")
     var accel: AccelChoice = .auto
@@ -55,6 +65,11 @@ struct MachineOptions: ParsableArguments {
 
     @Option(name: .long, help: "Seconds before the boot is declared hung.")
     var timeout: Double = 120
+
+    var memory: ByteSize { guest.memory }
+    var machine: MachineType { guest.machine }
+    var numa: String? { topology.numa }
+    var cpu: String? { topology.cpu }
 
     func validate() throws {
         guard (1...64).contains(cpus) else { throw ValidationError("--cpus must be between 1 and 64") }

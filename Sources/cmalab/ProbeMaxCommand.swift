@@ -19,11 +19,7 @@ struct ProbeMaxCommand: ParsableCommand {
     @Option(name: .long, help: "An image name from Images/ (default: cma-6.12).")
     var image: String = ImageCatalog.defaultImage
 
-    @Option(name: .long, help: "Guest memory (for example 1G, 512M).")
-    var memory: ByteSize = .gib(4)
-
-    @Option(name: .long, help: "QEMU machine type: pc or q35.")
-    var machine: MachineType = .pc
+    @OptionGroup var guest: GuestOptions
 
     @Option(name: .long, help: ArgumentHelp("Probe cma=SIZE@BASE-LIMIT instead of a plain cma=SIZE (for example 1G-2G).", valueName: "base-limit"))
     var at: String?
@@ -38,14 +34,15 @@ struct ProbeMaxCommand: ParsableCommand {
     var json = false
 
     func run() throws {
+        let memory = guest.memory, machine = guest.machine
         try runReportingErrors {
             guard memory >= .mib(128), memory.bytes % (1 << 20) == 0 else {
                 throw LabError(.input, "--memory must be a whole number of MiB, at least 128M (got \(memory))")
             }
             let lab = Lab(progress: Progress(quiet: json))
             let kernel = try lab.kernel(image: image)
-            let spec = MachineSpec(memory: memory, type: machine)
-            let initrd = try lab.initramfs.ensure(.agent(lab.paths.agentBinary))
+            let spec = MachineSpec(memory: memory, type: machine, architecture: kernel.architecture)
+            let initrd = try lab.initramfs.ensure(.agent(lab.paths.agentBinary(for: kernel.architecture)))
             let plan = QEMUPlan(machine: spec, kernel: kernel.kernel, initrd: initrd, commandLine: kernel.commandLine)
             guard let base = OracleRuntime.input(kernel: kernel, plan: plan) else {
                 throw LabError(.input, "cannot tell the kernel version of \(image): its .config has no version header")

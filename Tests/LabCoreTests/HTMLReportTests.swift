@@ -95,7 +95,7 @@ import Testing
 
     /// The x of an axis tick label with this address.
     static func tickX(_ svg: XMLElement, _ address: UInt64) -> Double? {
-        all(svg, "text").first { attr($0, "data-address") == MemoryMapSVG.hex(address) }.map { num($0, "x") }
+        all(svg, "text").first { attr($0, "data-address") == hex(address) }.map { num($0, "x") }
     }
 
     // MARK: - Golden SVGs

@@ -137,6 +137,17 @@ import Testing
         #expect(!text.contains("null"))
     }
 
+    @Test func errorCodeIsAnOptionalKeyOfErrorVerdicts() throws {
+        let coded = Verdict(profile: "p", image: "i", kind: .error, checks: [], error: "qemu-system-x86_64 not found", errorCode: "missingTool")
+        let text = String(decoding: try Report.json([coded], meta: Self.meta), as: UTF8.self)
+        #expect(text.contains("\"errorCode\" : \"missingTool\""))
+        #expect(try Report.decodeResults(Array(text.utf8)).0 == [coded])
+        // Verdicts without a code (pass, fail, older results files) leave the key out and read back as nil.
+        let plain = String(decoding: try Report.json(Self.sample(), meta: Self.meta), as: UTF8.self)
+        #expect(!plain.contains("errorCode"))
+        #expect(try Report.decodeResults(Array(plain.utf8)).0.allSatisfy { $0.errorCode == nil })
+    }
+
     @Test func jsonNonFiniteNumbersSurvive() throws {
         let v = Verdict(profile: "p", image: "i", kind: .pass, checks: [], seconds: .infinity)
         let (decoded, _) = try Report.decodeResults(try Report.json([v], meta: Self.meta))
