@@ -76,7 +76,13 @@ extension Integration {
             #expect(a.profile == b.profile && a.kind == b.kind)
             #expect(a.checks.map(\.name) == b.checks.map(\.name))
             #expect(a.checks.map(\.passed) == b.checks.map(\.passed))
-            #expect(a.checks.map(\.observed) == b.checks.map(\.observed), "\(a.profile)")
+            // CmaFree after a step depends on what movable allocations borrowed CMA pages meanwhile, which varies
+            // with timing on both backends (44 kB apart once, with the host under load): those checks must agree
+            // on pass or fail, every other observed value must be the same.
+            func exact(_ v: Verdict) -> [String] {
+                v.checks.filter { !$0.name.hasSuffix(".cma-free-restored") && !$0.name.hasSuffix(".cma-free-drop") }.map(\.observed)
+            }
+            #expect(exact(a) == exact(b), "\(a.profile)")
             #expect(a.observations?.ending == b.observations?.ending)
             #expect(a.observations?.boot.reserved.map(\.base) == b.observations?.boot.reserved.map(\.base))
         }
