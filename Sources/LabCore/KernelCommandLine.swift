@@ -46,6 +46,17 @@ public struct KernelCommandLine: Equatable, Sendable, CustomStringConvertible, E
 
     public var description: String { parameters.map(\.rendered).joined(separator: " ") }
 
+    /// The first control character (0x00-0x1F, 0x7F) inside a parameter, with that parameter's key: the
+    /// kernel reads one line of printable text, and a newline would end a comment line in reproduce.sh.
+    public var controlCharacter: (key: String, scalar: Unicode.Scalar)? {
+        for p in parameters {
+            for scalar in (p.key + "=" + (p.value ?? "")).unicodeScalars where scalar.value < 0x20 || scalar.value == 0x7F {
+                return (p.key, scalar)
+            }
+        }
+        return nil
+    }
+
     /// The last value given for `key` (the kernel's early_param handlers see every occurrence, and the
     /// last one wins for most of them).
     public func value(of key: String) -> String? { parameters.last(where: { $0.key == key })?.value }

@@ -136,7 +136,7 @@ public struct Profile: Equatable, Sendable {
             guard profile.timeout > 0, profile.timeout <= 3600 else { throw t.error("timeout must be between 1 and 3600 seconds") }
         }
         if let c = m["cmdline"] {
-            profile.commandLine = KernelCommandLine(parsing: try c.string())
+            profile.commandLine = try parseCommandLine(c)
             // What the kernel silently does with cma= (all of them folded, as the kernel does) and its family.
             profile.warnings += CMACommandLine(profile.commandLine).warnings
             for p in profile.commandLine.parameters {
@@ -277,4 +277,18 @@ extension Double {
         let r = (self * 10).rounded() / 10
         return r == r.rounded() ? String(Int(r)) : String(r)
     }
+}
+
+/// `cmdline:`, refused when a parameter holds a control character (a newline inside quotes, a CR, a NUL...).
+func parseCommandLine(_ c: YAMLValue) throws(InputError) -> KernelCommandLine {
+    let line = KernelCommandLine(parsing: try c.string())
+    if let (key, scalar) = line.controlCharacter {
+        let code = "U+" + String(scalar.value, radix: 16, uppercase: true).leftPadded(to: 4)
+        throw c.error("parameter `\(key)` holds the control character \(code); a kernel command line is printable text: remove it, or separate parameters with spaces")
+    }
+    return line
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

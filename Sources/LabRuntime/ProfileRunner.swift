@@ -132,14 +132,30 @@ public final class ProfileRunner: @unchecked Sendable {
     }
 
     /// The exit status of a guest command as a shell reports it: 128 + signal, 124 on timeout, 127 when it
-    /// could not start.
-    static func status(_ t: ExecTermination) -> Int32 {
+    /// could not start. A signal number no kernel has (the guest's word) is an error naming it.
+    static func status(_ t: ExecTermination) throws(LabError) -> Int32 {
         switch t {
         case .exited(let c): return c
-        case .signaled(let s): return 128 + s
+        case .signaled(let s): return try shellStatus(signal: s)
         case .timedOut: return 124
         case .spawnFailed: return 127
         }
+    }
+
+    /// 128 + `signal`, checked: the guest reported the signal, and a signal outside 1...127 is an error.
+    public static func shellStatus(signal: Int32) throws(LabError) -> Int32 {
+        let (status, overflow) = Int32(128).addingReportingOverflow(signal)
+        guard !overflow, (1...127).contains(signal) else {
+            throw LabError(.agent, "the agent reported a command killed by signal \(signal), which is no signal number (1-127)")
+        }
+        return status
+    }
+
+    /// `pages` 4 KiB pages in bytes, checked: `what` names the guest value in the error when it cannot be.
+    public static func bytes(pages: UInt64, _ what: String) throws(LabError) -> UInt64 {
+        let (bytes, overflow) = pages.multipliedReportingOverflow(by: 4096)
+        guard !overflow else { throw LabError(.agent, "the guest reported \(what) = \(pages) pages, more than 64-bit byte addresses hold") }
+        return bytes
     }
 
     // MARK: - Probes

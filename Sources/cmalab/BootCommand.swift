@@ -87,7 +87,7 @@ struct BootCommand: ParsableCommand {
         if result.stdoutTruncated || result.stderrTruncated { printErr("cmalab: output was cut at 4 MiB") }
         switch result.termination {
         case .exited(let code): return code
-        case .signaled(let sig): printErr("cmalab: the command was killed by signal \(sig)"); return 128 + sig
+        case .signaled(let sig): printErr("cmalab: the command was killed by signal \(sig)"); return try ProfileRunner.shellStatus(signal: sig)
         case .timedOut: printErr("cmalab: the command timed out after \(Int(execTimeout)) s"); return 124
         case .spawnFailed(let e): printErr("cmalab: cannot start the command: \(String(cString: strerror(e)))"); return 127
         }
@@ -102,8 +102,8 @@ struct BootCommand: ParsableCommand {
         if areas.isEmpty { print("cma areas: none") }
         for a in areas {
             var s = "cma area \(a.name):"
-            if let pfn = a.basePFN { s += " base \(hex(pfn * 4096))" }
-            if let c = a.count { s += " count \(c) pages (\((c * 4096) >> 20) MiB)" }
+            if let pfn = a.basePFN { s += " base \(hex(try ProfileRunner.bytes(pages: pfn, "base_pfn of \(a.name)")))" }
+            if let c = a.count { s += " count \(c) pages (\(try ProfileRunner.bytes(pages: c, "count of \(a.name)") >> 20) MiB)" }
             if let u = a.used { s += " used \(u)" }
             if let m = a.maxchunk { s += " maxchunk \(m)" }
             if let o = a.orderPerBit { s += " order_per_bit \(o)" }

@@ -124,7 +124,7 @@ import Testing
 
     @Test func measuredAllocGuestSide() {
         let m = MeasuredAlloc(area: "reserved", pages: nil, repeats: 3)
-        #expect(m.attemptCommand(pages: 262144) == "/sbin/cmalab-agent timed-write /sys/kernel/debug/cma/reserved/alloc 262144")
+        #expect(m.attemptCommand(pages: 262144) == "/sbin/cmalab-agent timed-write '/sys/kernel/debug/cma/reserved/alloc' 262144")
         #expect(m.summary(pages: 262144) == "alloc 262144 pages from reserved (the whole area) × 3")
         let timed = MeasuredAlloc.parseTimedWrite("ns=1500 errno=12\n")
         #expect(timed?.0 == 1500 && timed?.1 == 12)

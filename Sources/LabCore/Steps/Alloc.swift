@@ -26,7 +26,7 @@ public struct AllocStep: StepModel {
         let pages = try a.required("pages", hint: "how many 4 KiB pages to allocate").uint64()
         let success = try parseExpect(a["expect"])
         let tol = try a["tolerance"].map { t throws(InputError) in try Profile.parseTolerance(t) } ?? .percent(1)
-        return .alloc(AllocStep(area: try a["area"]?.string() ?? "reserved", pages: pages, expectSuccess: success, tolerance: tol))
+        return .alloc(AllocStep(area: try parseArea(a["area"]), pages: pages, expectSuccess: success, tolerance: tol))
     }
 
     /// `expect: success` (also when absent) or `expect: failure`.
@@ -39,15 +39,23 @@ public struct AllocStep: StepModel {
         }
     }
 
+    /// `kib` KiB in bytes, clamped to 0...Int64.max: meminfo is the guest's word, and a difference of two
+    /// clamped values cannot overflow.
+    static func clampedBytes(kib: UInt64) -> Int64 {
+        let (bytes, overflow) = kib.multipliedReportingOverflow(by: 1024)
+        return overflow ? Int64.max : Int64(clamping: bytes)
+    }
+
     public func checks(_ r: CMAWriteResult, _ c: StepCheckContext) -> [CheckResult] {
         var out: [CheckResult] = []
         let result = r.status == 0 ? "success" : "failure (\(Evaluate.errnoName(r.status)))"
         out.append(CheckResult(name: c.name, expected: expectSuccess ? "success" : "failure", observed: result, passed: (r.status == 0) == expectSuccess))
-        let usedDelta = Int64(r.areaAfter?.used ?? 0) - Int64(r.areaBefore?.used ?? 0)
-        let wantUsed = expectSuccess ? Int64(pages) : 0
+        // debugfs `used` is the guest's word: clamped, both sides are 0...Int64.max and the difference cannot overflow.
+        let usedDelta = Int64(clamping: r.areaAfter?.used ?? 0) - Int64(clamping: r.areaBefore?.used ?? 0)
+        let wantUsed = expectSuccess ? Int64(clamping: pages) : 0
         out.append(CheckResult(name: "\(c.name).used-delta", expected: "\(wantUsed)", observed: "\(usedDelta)", passed: usedDelta == wantUsed))
         if expectSuccess, let before = r.before?.cmaFreeKiB, let after = r.after?.cmaFreeKiB {
-            let drop = Int64(before) * 1024 - Int64(after) * 1024
+            let drop = Self.clampedBytes(kib: before) - Self.clampedBytes(kib: after)
             let want = Approximate(bytes: pages * 4096, tolerance: tolerance)
             out.append(CheckResult(name: "\(c.name).cma-free-drop", expected: want.description, observed: Evaluate.signedSize(drop),
                                    passed: drop >= 0 && want.accepts(UInt64(drop))))

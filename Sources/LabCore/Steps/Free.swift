@@ -21,7 +21,7 @@ public struct FreeStep: StepModel {
         // Freed pages can sit on per-CPU free lists or be borrowed by movable allocations at once, so
         // CmaFree comes back only approximately (4-17 MiB short was seen on 6.12); `used` is exact.
         let tol = try f["tolerance"].map { t throws(InputError) in try Profile.parseTolerance(t) } ?? Step.defaultFreeTolerance
-        return .free(FreeStep(area: try f["area"]?.string() ?? "reserved", pages: pages, tolerance: tol))
+        return .free(FreeStep(area: try parseArea(f["area"]), pages: pages, tolerance: tol))
     }
 
     public func checks(_ r: CMAWriteResult, _ c: StepCheckContext) -> [CheckResult] {

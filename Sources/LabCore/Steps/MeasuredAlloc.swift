@@ -20,6 +20,26 @@ public struct MeasuredAlloc: Equatable, Sendable {
     }
 }
 
+/// `area:` of an alloc or free step: a CMA area name as debugfs shows it, only letters, digits, `.`, `_` and `-`
+/// (it becomes a path and part of a guest command). Absent: `reserved`.
+func parseArea(_ v: YAMLValue?) throws(InputError) -> String {
+    guard let v else { return "reserved" }
+    let name = try v.string()
+    let allowed = name.utf8.allSatisfy { c in
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2d
+    }
+    guard allowed, !name.isEmpty, name != ".", name != ".." else {
+        throw v.error("area names a CMA area as /sys/kernel/debug/cma/ lists it: only [A-Za-z0-9._-] (not empty, not . or ..); write the area's name, e.g. `reserved`")
+    }
+    return name
+}
+
+/// `text` in POSIX shell single quotes, each `'` written as `'\''`: the one quoting function for values that
+/// reach a shell (guest commands, reproduce.sh).
+public func singleQuoted(_ text: String) -> String {
+    "'" + text.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
+}
+
 extension MeasuredAlloc: StepModel {
     public static let kind = StepKind.alloc
     public static let usesCMADebugfs = true
@@ -34,7 +54,7 @@ extension MeasuredAlloc: StepModel {
     /// The settings of a measured `alloc:` (`body` is its value, `a` that value's mapping).
     static func parse(_ a: YAMLMapping, body: YAMLValue) throws(InputError) -> MeasuredAlloc {
         if a["tolerance"] != nil { throw body.error("tolerance applies to a plain alloc; a measured alloc (pages: all, repeat, max-latency, min-migrated) checks used pages exactly") }
-        var m = MeasuredAlloc(area: try a["area"]?.string() ?? "reserved", pages: nil)
+        var m = MeasuredAlloc(area: try parseArea(a["area"]), pages: nil)
         let pv = try a.required("pages", hint: "how many 4 KiB pages to allocate, or `all`")
         if (try? pv.string()) != "all" { m.pages = try pv.uint64() }
         m.expectSuccess = try AllocStep.parseExpect(a["expect"])
@@ -52,8 +72,8 @@ extension MeasuredAlloc: StepModel {
         let result = first == 0 ? "success" : "failure (\(Evaluate.errnoName(first)))"
         out.append(CheckResult(name: name, expected: expectSuccess ? "success" : "failure", observed: result, passed: (first == 0) == expectSuccess))
         if first == 0, let before = r.areaBefore?.used, let after = r.areaAfter?.used {
-            let want = Int64(pages ?? r.areaBefore?.count ?? 0)
-            let delta = Int64(after) - Int64(before)
+            let want = Int64(clamping: pages ?? r.areaBefore?.count ?? 0)
+            let delta = Int64(clamping: after) - Int64(clamping: before)
             out.append(CheckResult(name: "\(name).used-delta", expected: "\(want)", observed: "\(delta)", passed: delta == want))
         }
         if errnos.count > 1 {
@@ -86,7 +106,7 @@ extension MeasuredAlloc: StepModel {
 
     /// The guest command of one attempt: the agent's timed-write tool prints `ns=<n> errno=<e>`.
     public func attemptCommand(pages n: UInt64) -> String {
-        "/sbin/cmalab-agent timed-write \(allocPath) \(n)"
+        "/sbin/cmalab-agent timed-write \(singleQuoted(allocPath)) \(n)"
     }
 
     /// `ns=<n> errno=<e>` from the agent's timed-write tool.

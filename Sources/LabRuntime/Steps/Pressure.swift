@@ -12,7 +12,7 @@ extension ProfileRunner {
         let target = p.target.bytes(memFreeKiB: before.memFreeKiB ?? 0, cmaFreeKiB: before.cmaFreeKiB ?? 0)
         result.pressureBytes = target
         let r = try agent.shell(p.guestScript(index: index, target: target), timeout: 600, maxOutputBytes: 64 << 10)
-        result.status = Self.status(r.termination)
+        result.status = try Self.status(r.termination)
         let output = String(decoding: r.stdout + r.stderr, as: UTF8.self)
         result.output = output
         result.heldBytes = result.status == 0 ? p.heldBytes(target: target, output: output) : 0
