@@ -20,7 +20,7 @@ public enum ObservationDiff {
         }
         field("kernel release", a.kernelRelease, b.kernelRelease)
         field("machine", a.machine, b.machine)
-        field("ending", a.ending, b.ending)
+        field("ending", a.ending.rawValue, b.ending.rawValue)
         field("outcome", Evaluate.outcome(a)?.rawValue, Evaluate.outcome(b)?.rawValue)
         field("crash", a.crash?.headline, b.crash?.headline)
         out += lines("reservation", reservationLines(a), reservationLines(b))

@@ -3,12 +3,12 @@
 public enum Evaluate {
     /// The reservation outcome the observations show.
     public static func outcome(_ o: Observations) -> Outcome? {
-        if o.ending == "kernel-crash" { return .kernelCrash }
+        if o.ending == .kernelCrash { return .kernelCrash }
         if o.configCMA == false { return .notSupported }
         if let boot = o.meminfo.first, boot.cmaTotalKiB == nil { return .notSupported }
         if !o.boot.reserved.isEmpty || (o.meminfo.first?.cmaTotalKiB ?? 0) > 0 { return .reserved }
         if !o.boot.failedMiB.isEmpty || !o.boot.failureReasons.isEmpty { return .failed }
-        if o.ending == "powered-off" || !o.meminfo.isEmpty { return Outcome.none }
+        if o.ending == .poweredOff || !o.meminfo.isEmpty { return Outcome.none }
         return nil
     }
 
@@ -33,7 +33,7 @@ public enum Evaluate {
         }
         let observed = outcome(o)
         if let want = e.outcome {
-            add("outcome", want.rawValue, observed?.rawValue ?? "unknown (\(o.ending))", observed == want)
+            add("outcome", want.rawValue, observed?.rawValue ?? "unknown (\(o.ending.rawValue))", observed == want)
         }
         if let text = e.crashContains {
             let seen = [o.crash?.headline, o.crash?.panicLine].compactMap { $0 }
@@ -119,7 +119,7 @@ public enum Evaluate {
                 continue
             }
             guard let r = o.steps.first(where: { $0.index == i }) else {
-                out.append(CheckResult(name: name, expected: "run", observed: "not run (\(o.ending))", passed: false))
+                out.append(CheckResult(name: name, expected: "run", observed: "not run (\(o.ending.rawValue))", passed: false))
                 continue
             }
             out += step.checks(r, StepCheckContext(name: name, cmaTotal: cmaTotal, bootFree: bootFree))

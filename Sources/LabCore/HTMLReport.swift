@@ -156,7 +156,7 @@ public enum HTMLReport {
             facts.append(("machine", o.machine))
             facts.append(("kernel", o.kernelRelease ?? "unknown"))
             facts.append(("command line", o.commandLine))
-            facts.append(("ended", o.ending))
+            facts.append(("ended", o.ending.rawValue))
         }
         facts.append(("time", Report.fixed(v.seconds, digits: 1) + " s"))
         h += "<dl class=\"facts\">" + facts.map { "<dt>\(esc($0.0))</dt><dd>\(esc($0.1))</dd>" }.joined() + "</dl>\n"

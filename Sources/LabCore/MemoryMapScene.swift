@@ -93,7 +93,7 @@ public struct MemoryMapScene: Equatable, Sendable {
     public static func build(_ o: Observations, predictedPlacement: MemoryRange? = nil, kernelConfig: KernelConfig? = nil) -> MemoryMapScene {
         var scene = MemoryMapScene()
         scene.title = "guest physical memory of \(o.profile) on \(o.image) (\(o.machine))"
-        scene.crashed = o.ending == "kernel-crash" || o.crash != nil
+        scene.crashed = o.ending == .kernelCrash || o.crash != nil
         let boot = o.boot
 
         // Marks first: they can extend the picture beyond the e820 map (a fixed region past the end of RAM).

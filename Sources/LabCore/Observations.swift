@@ -182,6 +182,22 @@ public struct SkippedStep: Codable, Equatable, Sendable {
     public init(index: Int, reason: String) { self.index = index; self.reason = reason }
 }
 
+/// How a profile run ended. The raw values are the `ending` strings of observations.json (docs/results-schema.md).
+public enum RunEnding: String, Codable, Sendable, Equatable, CaseIterable {
+    /// The guest powered off after the steps.
+    case poweredOff = "powered-off"
+    /// A panic or oops on the console ended the run.
+    case kernelCrash = "kernel-crash"
+    /// The agent or the guest did not answer in time.
+    case timeout
+    /// The hypervisor process failed or vanished.
+    case qemuFailed = "qemu-failed"
+    /// The run ended before the guest booted.
+    case notBooted = "not-booted"
+    /// The lab failed while the machine still ran.
+    case labError = "lab-error"
+}
+
 /// Everything one profile run observed.
 public struct Observations: Codable, Equatable, Sendable {
     public var profile: String
@@ -190,8 +206,8 @@ public struct Observations: Codable, Equatable, Sendable {
     public var machine: String
     public var commandLine: String
     public var accelerator: String
-    /// `powered-off`, `kernel-crash`, `timeout`, `qemu-failed`, or `not-booted`.
-    public var ending: String
+    /// How the run ended.
+    public var ending: RunEnding
     public var crash: CrashReport?
     public var boot: BootLogFacts
     public var configCMA: Bool?
@@ -208,7 +224,7 @@ public struct Observations: Codable, Equatable, Sendable {
     public var qemuPeakRSSKiB: UInt64?
     public var wallSeconds: Double = 0
     public var runDirectory: String = ""
-    public init(profile: String, image: String, machine: String, commandLine: String, accelerator: String, ending: String, boot: BootLogFacts) {
+    public init(profile: String, image: String, machine: String, commandLine: String, accelerator: String, ending: RunEnding, boot: BootLogFacts) {
         self.profile = profile; self.image = image; self.machine = machine; self.commandLine = commandLine
         self.accelerator = accelerator; self.ending = ending; self.boot = boot
     }

@@ -48,7 +48,7 @@ public final class ProfileRunner: @unchecked Sendable {
 
         var obs = Observations(profile: profile.name, image: imageName, machine: Self.describe(profile.machine),
                                commandLine: session.plan.effectiveCommandLine.description,
-                               accelerator: session.plan.accelerator.rawValue, ending: "not-booted", boot: BootLogFacts())
+                               accelerator: session.plan.accelerator.rawValue, ending: .notBooted, boot: BootLogFacts())
         obs.configCMA = config.map { $0.isEnabled("CMA") }
         if !skipped.isEmpty { obs.skippedSteps = skipped }
         obs.runDirectory = run.path
@@ -76,13 +76,13 @@ public final class ProfileRunner: @unchecked Sendable {
         } catch {
             switch error.code {
             case .kernelCrash:
-                obs.ending = "kernel-crash"
+                obs.ending = .kernelCrash
                 obs.crash = session.machine.console.crash
             case .timeout:
-                obs.ending = "timeout"
+                obs.ending = .timeout
                 labFailure = error
             default:
-                obs.ending = session.machine.exit.map(Self.ending) ?? "lab-error"
+                obs.ending = session.machine.exit.map(Self.ending) ?? .labError
                 labFailure = error
             }
         }
@@ -185,12 +185,13 @@ public final class ProfileRunner: @unchecked Sendable {
         return line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { UInt64($0) }
     }
 
-    static func ending(_ exit: MachineExit) -> String {
+    /// How a run ended, from how its machine exited.
+    static func ending(_ exit: MachineExit) -> RunEnding {
         switch exit {
-        case .poweredOff: return "powered-off"
-        case .crashed: return "kernel-crash"
-        case .timedOut: return "timeout"
-        case .qemuFailed: return "qemu-failed"
+        case .poweredOff: return .poweredOff
+        case .crashed: return .kernelCrash
+        case .timedOut: return .timeout
+        case .qemuFailed: return .qemuFailed
         }
     }
 

@@ -64,7 +64,7 @@ extension Integration {
                                         commandLine: KernelCommandLine(parsing: facts.commandLine ?? pick.cmdline), initrdSize: size,
                                         kernelImage: OracleRuntime.kernelImage(kernel.kernel))
                 var o = Observations(profile: "oracle-it", image: pick.image, machine: pick.machine, commandLine: pick.cmdline,
-                                     accelerator: "tcg", ending: ending, boot: facts)
+                                     accelerator: "tcg", ending: try #require(RunEnding(rawValue: ending)), boot: facts)
                 o.configCMA = config.isEnabled("CMA")
                 let check = try #require(Oracle.compare(Oracle.predict(input), with: o))
                 #expect(check.agrees, "\(pick): \(check.divergence ?? "")")

@@ -7,7 +7,7 @@ import Testing
     func seedObservations() throws -> (Observations, [String]) {
         let log = try Fixture.text("console-6.12-pc-4G-cma-1G@1-2G.log").split(whereSeparator: \.isNewline).map(String.init)
         var o = Observations(profile: "seed", image: "cma-6.12", machine: "pc, 4G, 1 CPU", commandLine: "cma=1G@1-2G",
-                             accelerator: "tcg", ending: "powered-off", boot: KernelLogParser.facts(from: log))
+                             accelerator: "tcg", ending: .poweredOff, boot: KernelLogParser.facts(from: log))
         o.configCMA = true
         o.meminfo = [MeminfoSnapshot(label: "boot", cmaTotalKiB: 1_048_576, cmaFreeKiB: 1_048_576, memTotalKiB: 4_020_000, memFreeKiB: 2_900_000)]
         o.areas = [AreaSnapshot(name: "reserved", basePFN: 0x3fc00, count: 262_144, used: 0, maxchunk: 262_144, orderPerBit: 0, sysfs: [:])]
@@ -57,7 +57,7 @@ import Testing
         let log = try Fixture.text("console-6.12-pc-4G-cma-1G@3G-4G-panic.log").split(whereSeparator: \.isNewline).map(String.init)
         var watcher = ConsoleWatcher()
         for l in log { watcher.feed(Array((l + "\n").utf8)) }
-        var o = Observations(profile: "c", image: "cma-6.12", machine: "", commandLine: "", accelerator: "tcg", ending: "kernel-crash",
+        var o = Observations(profile: "c", image: "cma-6.12", machine: "", commandLine: "", accelerator: "tcg", ending: .kernelCrash,
                              boot: KernelLogParser.facts(from: log))
         o.crash = watcher.crash
         let p = try profile("expect: {outcome: kernel-crash, crash: Attempted to kill init}\nsteps: [{exec: 'true'}]")
@@ -67,7 +67,7 @@ import Testing
     }
 
     @Test func outcomes() {
-        var o = Observations(profile: "", image: "", machine: "", commandLine: "", accelerator: "", ending: "powered-off", boot: BootLogFacts())
+        var o = Observations(profile: "", image: "", machine: "", commandLine: "", accelerator: "", ending: .poweredOff, boot: BootLogFacts())
         o.meminfo = [MeminfoSnapshot(label: "boot", cmaTotalKiB: nil, cmaFreeKiB: nil, memTotalKiB: 1, memFreeKiB: 1)]
         #expect(Evaluate.outcome(o) == .notSupported)
         o.meminfo[0].cmaTotalKiB = 0
@@ -76,7 +76,7 @@ import Testing
         #expect(Evaluate.outcome(o) == .failed)
         o.boot.reserved = [ReservedArea(sizeMiB: 4, base: 0x7f000000, node: -1)]
         #expect(Evaluate.outcome(o) == .reserved)
-        o.ending = "kernel-crash"
+        o.ending = .kernelCrash
         #expect(Evaluate.outcome(o) == .kernelCrash)
     }
 

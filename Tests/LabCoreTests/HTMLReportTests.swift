@@ -14,7 +14,7 @@ import Testing
         let lines = try Fixture.text(name).split(whereSeparator: \.isNewline).map(String.init)
         let boot = KernelLogParser.facts(from: lines)
         var o = Observations(profile: profile, image: "cma-6.12", machine: machine, commandLine: boot.commandLine ?? "",
-                             accelerator: "tcg", ending: crashed ? "kernel-crash" : "powered-off", boot: boot)
+                             accelerator: "tcg", ending: crashed ? .kernelCrash : .poweredOff, boot: boot)
         if crashed {
             o.crash = CrashReport(kind: .panic, headline: "BUG: unable to handle page fault for address: ffffea0003000000",
                                   panicLine: "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000009")
@@ -61,7 +61,7 @@ import Testing
         boot.memoryLine = "Memory: 1K/2K available (6144K kernel code, 855K rwdata, 852K rodata, 796K init, 380K bss, 1K reserved, 4096K cma-reserved)"
         boot.commandLine = "console=ttyS0 cma=4M"
         return Observations(profile: "tiny-area-512g", image: "cma-6.12", machine: "pc, 512G, 1 CPU", commandLine: "console=ttyS0 cma=4M",
-                            accelerator: "tcg", ending: "powered-off", boot: boot)
+                            accelerator: "tcg", ending: .poweredOff, boot: boot)
     }
 
     // MARK: - XML helpers
@@ -289,7 +289,7 @@ import Testing
                      MemoryRange(start: 0xb000_0000, end: 0xbfff_ffff, type: "reserved"), MemoryRange(start: 0xfed1_c000, end: 0xfed1_ffff, type: "reserved"),
                      MemoryRange(start: 0x1_0000_0000, end: 0x1_7fff_ffff, type: "usable")]
         boot.reserved = [ReservedArea(sizeMiB: 64, base: 0x1_0000_0000)]
-        let o = Observations(profile: "q", image: "i", machine: "q35, 4G, 1 CPU", commandLine: "cma=64M", accelerator: "tcg", ending: "powered-off", boot: boot)
+        let o = Observations(profile: "q", image: "i", machine: "q35, 4G, 1 CPU", commandLine: "cma=64M", accelerator: "tcg", ending: .poweredOff, boot: boot)
         let scene = MemoryMapScene.build(o)
         #expect(scene.regions.first { $0.start == 0xb000_0000 }?.kind == .mmconfig)
         #expect(scene.regions.first { $0.start == 0x8000_0000 }?.kind == .pciHole)

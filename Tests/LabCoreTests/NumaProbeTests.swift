@@ -19,7 +19,7 @@ import Testing
 
     static func observations(_ log: [String] = numaLog) -> Observations {
         var o = Observations(profile: "t", image: "cma-6.12-numa", machine: "pc, 4G", commandLine: "", accelerator: "tcg",
-                             ending: "powered-off", boot: KernelLogParser.facts(from: log))
+                             ending: .poweredOff, boot: KernelLogParser.facts(from: log))
         o.areas = numaAreas.map { AreaSnapshot(name: $0.0, basePFN: $0.1, count: $0.2, used: 0, maxchunk: $0.2, orderPerBit: 0, sysfs: [:]) }
         return o
     }
@@ -90,7 +90,7 @@ import Testing
 
     @Test func peakRSSLineNamesTheLargestRun() {
         func verdict(_ name: String, _ kib: UInt64?) -> Verdict {
-            var o = Observations(profile: name, image: "cma-6.12", machine: "", commandLine: "", accelerator: "tcg", ending: "powered-off", boot: BootLogFacts())
+            var o = Observations(profile: name, image: "cma-6.12", machine: "", commandLine: "", accelerator: "tcg", ending: .poweredOff, boot: BootLogFacts())
             o.qemuPeakRSSKiB = kib
             return Verdict(profile: name, image: "cma-6.12", kind: .pass, checks: [], observations: o)
         }
