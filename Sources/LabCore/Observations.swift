@@ -203,7 +203,12 @@ public struct Observations: Codable, Equatable, Sendable {
     public var profile: String
     public var image: String
     public var kernelRelease: String?
+    /// The machine described for people (`MachineSpec.summary`, JSON `machine`).
     public var machine: String
+    /// The machine itself (JSON `machineSpec`, added after `machine`): what the memory map and other readers
+    /// use. Files written before it existed get it from `machine` when decoded (`MachineSpec.legacy(summary:)`);
+    /// nil only when that text names no memory size.
+    public var machineSpec: MachineSpec?
     public var commandLine: String
     public var accelerator: String
     /// How the run ended.
@@ -224,9 +229,39 @@ public struct Observations: Codable, Equatable, Sendable {
     public var qemuPeakRSSKiB: UInt64?
     public var wallSeconds: Double = 0
     public var runDirectory: String = ""
-    public init(profile: String, image: String, machine: String, commandLine: String, accelerator: String, ending: RunEnding, boot: BootLogFacts) {
-        self.profile = profile; self.image = image; self.machine = machine; self.commandLine = commandLine
+    public init(profile: String, image: String, machine: MachineSpec, commandLine: String, accelerator: String, ending: RunEnding, boot: BootLogFacts) {
+        self.profile = profile; self.image = image; self.machine = machine.summary; self.machineSpec = machine; self.commandLine = commandLine
         self.accelerator = accelerator; self.ending = ending; self.boot = boot
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case profile, image, kernelRelease, machine, machineSpec, commandLine, accelerator, ending, crash, boot, configCMA, meminfo, areas, steps
+        case skippedSteps, agentReadySeconds, agentReadyUptimeSeconds, qemuPeakRSSKiB, wallSeconds, runDirectory
+    }
+
+    // Decoded by hand for files written before `machineSpec`: the spec then comes from the `machine` text.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        profile = try c.decode(String.self, forKey: .profile)
+        image = try c.decode(String.self, forKey: .image)
+        kernelRelease = try c.decodeIfPresent(String.self, forKey: .kernelRelease)
+        machine = try c.decode(String.self, forKey: .machine)
+        machineSpec = try c.decodeIfPresent(MachineSpec.self, forKey: .machineSpec) ?? MachineSpec.legacy(summary: machine)
+        commandLine = try c.decode(String.self, forKey: .commandLine)
+        accelerator = try c.decode(String.self, forKey: .accelerator)
+        ending = try c.decode(RunEnding.self, forKey: .ending)
+        crash = try c.decodeIfPresent(CrashReport.self, forKey: .crash)
+        boot = try c.decode(BootLogFacts.self, forKey: .boot)
+        configCMA = try c.decodeIfPresent(Bool.self, forKey: .configCMA)
+        meminfo = try c.decode([MeminfoSnapshot].self, forKey: .meminfo)
+        areas = try c.decode([AreaSnapshot].self, forKey: .areas)
+        steps = try c.decode([StepRecord].self, forKey: .steps)
+        skippedSteps = try c.decodeIfPresent([SkippedStep].self, forKey: .skippedSteps)
+        agentReadySeconds = try c.decodeIfPresent(Double.self, forKey: .agentReadySeconds)
+        agentReadyUptimeSeconds = try c.decodeIfPresent(Double.self, forKey: .agentReadyUptimeSeconds)
+        qemuPeakRSSKiB = try c.decodeIfPresent(UInt64.self, forKey: .qemuPeakRSSKiB)
+        wallSeconds = try c.decode(Double.self, forKey: .wallSeconds)
+        runDirectory = try c.decode(String.self, forKey: .runDirectory)
     }
 }
 

@@ -46,7 +46,7 @@ public final class ProfileRunner: @unchecked Sendable {
         defer { session.machine.stop(); session.run.closeSockets() }
         let run = session.run
 
-        var obs = Observations(profile: profile.name, image: imageName, machine: Self.describe(profile.machine),
+        var obs = Observations(profile: profile.name, image: imageName, machine: session.plan.machine,
                                commandLine: session.plan.effectiveCommandLine.description,
                                accelerator: session.plan.accelerator.rawValue, ending: .notBooted, boot: BootLogFacts())
         obs.configCMA = config.map { $0.isEnabled("CMA") }
@@ -193,11 +193,5 @@ public final class ProfileRunner: @unchecked Sendable {
         case .timedOut: return .timeout
         case .qemuFailed: return .qemuFailed
         }
-    }
-
-    static func describe(_ m: MachineSpec) -> String {
-        var s = "\(m.type.rawValue), \(m.memory), \(m.cpus) CPU"
-        if !m.numaNodes.isEmpty { s += ", NUMA \(m.numaNodes.map(\.description).joined(separator: "+"))" }
-        return s
     }
 }

@@ -6,7 +6,7 @@ import Testing
     /// Observations as the seed run on 6.12 produced them (values from a real run).
     func seedObservations() throws -> (Observations, [String]) {
         let log = try Fixture.text("console-6.12-pc-4G-cma-1G@1-2G.log").split(whereSeparator: \.isNewline).map(String.init)
-        var o = Observations(profile: "seed", image: "cma-6.12", machine: "pc, 4G, 1 CPU", commandLine: "cma=1G@1-2G",
+        var o = Observations(profile: "seed", image: "cma-6.12", machine: MachineSpec(memory: .gib(4)), commandLine: "cma=1G@1-2G",
                              accelerator: "tcg", ending: .poweredOff, boot: KernelLogParser.facts(from: log))
         o.configCMA = true
         o.meminfo = [MeminfoSnapshot(label: "boot", cmaTotalKiB: 1_048_576, cmaFreeKiB: 1_048_576, memTotalKiB: 4_020_000, memFreeKiB: 2_900_000)]
@@ -57,7 +57,7 @@ import Testing
         let log = try Fixture.text("console-6.12-pc-4G-cma-1G@3G-4G-panic.log").split(whereSeparator: \.isNewline).map(String.init)
         var watcher = ConsoleWatcher()
         for l in log { watcher.feed(Array((l + "\n").utf8)) }
-        var o = Observations(profile: "c", image: "cma-6.12", machine: "", commandLine: "", accelerator: "tcg", ending: .kernelCrash,
+        var o = Observations(profile: "c", image: "cma-6.12", machine: MachineSpec(memory: .gib(4)), commandLine: "", accelerator: "tcg", ending: .kernelCrash,
                              boot: KernelLogParser.facts(from: log))
         o.crash = watcher.crash
         let p = try profile("expect: {outcome: kernel-crash, crash: Attempted to kill init}\nsteps: [{exec: 'true'}]")
@@ -67,7 +67,7 @@ import Testing
     }
 
     @Test func outcomes() {
-        var o = Observations(profile: "", image: "", machine: "", commandLine: "", accelerator: "", ending: .poweredOff, boot: BootLogFacts())
+        var o = Observations(profile: "", image: "", machine: MachineSpec(memory: .gib(4)), commandLine: "", accelerator: "", ending: .poweredOff, boot: BootLogFacts())
         o.meminfo = [MeminfoSnapshot(label: "boot", cmaTotalKiB: nil, cmaFreeKiB: nil, memTotalKiB: 1, memFreeKiB: 1)]
         #expect(Evaluate.outcome(o) == .notSupported)
         o.meminfo[0].cmaTotalKiB = 0

@@ -132,7 +132,7 @@ import Testing
 
     func observations(_ fixture: String, image: String) throws -> Observations {
         let log = try Fixture.text(fixture).split(whereSeparator: \.isNewline).map(String.init)
-        var o = Observations(profile: "seed", image: image, machine: "pc, 4G, 1 CPU", commandLine: "cma=1G@1-2G",
+        var o = Observations(profile: "seed", image: image, machine: MachineSpec(memory: .gib(4)), commandLine: "cma=1G@1-2G",
                              accelerator: "tcg", ending: .poweredOff, boot: KernelLogParser.facts(from: log))
         o.kernelRelease = o.boot.kernelRelease
         return o

@@ -18,7 +18,7 @@ import Testing
     static let numaAreas: [(String, UInt64, UInt64)] = [("numa0", 501248, 16384), ("numa1", 1052672, 8192), ("pernuma0", 517632, 4096), ("pernuma1", 1048576, 4096)]
 
     static func observations(_ log: [String] = numaLog) -> Observations {
-        var o = Observations(profile: "t", image: "cma-6.12-numa", machine: "pc, 4G", commandLine: "", accelerator: "tcg",
+        var o = Observations(profile: "t", image: "cma-6.12-numa", machine: MachineSpec(memory: .gib(4)), commandLine: "", accelerator: "tcg",
                              ending: .poweredOff, boot: KernelLogParser.facts(from: log))
         o.areas = numaAreas.map { AreaSnapshot(name: $0.0, basePFN: $0.1, count: $0.2, used: 0, maxchunk: $0.2, orderPerBit: 0, sysfs: [:]) }
         return o
@@ -90,7 +90,7 @@ import Testing
 
     @Test func peakRSSLineNamesTheLargestRun() {
         func verdict(_ name: String, _ kib: UInt64?) -> Verdict {
-            var o = Observations(profile: name, image: "cma-6.12", machine: "", commandLine: "", accelerator: "tcg", ending: .poweredOff, boot: BootLogFacts())
+            var o = Observations(profile: name, image: "cma-6.12", machine: MachineSpec(memory: .gib(4)), commandLine: "", accelerator: "tcg", ending: .poweredOff, boot: BootLogFacts())
             o.qemuPeakRSSKiB = kib
             return Verdict(profile: name, image: "cma-6.12", kind: .pass, checks: [], observations: o)
         }

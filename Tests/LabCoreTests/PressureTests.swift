@@ -57,7 +57,7 @@ import Testing
               - pressure: {size: 80%, of: free-outside-cma, min-in-cma: 64M}
               - alloc: {pages: all, repeat: 3, max-latency: 2s, min-migrated: 1}
             """)
-        var o = Observations(profile: "p", image: "cma-6.12", machine: "pc, 4G, 1 CPU", commandLine: "", accelerator: "tcg", ending: .poweredOff, boot: BootLogFacts())
+        var o = Observations(profile: "p", image: "cma-6.12", machine: MachineSpec(memory: .gib(4)), commandLine: "", accelerator: "tcg", ending: .poweredOff, boot: BootLogFacts())
         o.meminfo = [MeminfoSnapshot(label: "boot", cmaTotalKiB: 1 << 20, cmaFreeKiB: 1 << 20, memTotalKiB: nil, memFreeKiB: nil)]
         var pressure = StepRecord(index: 0, kind: .pressure, summary: "", status: 0, seconds: 9)
         pressure.heldBytes = 2_439_565_312
@@ -84,7 +84,7 @@ import Testing
     }
 
     @Test func diffShowsALatencyChange() {
-        var a = Observations(profile: "p", image: "a", machine: "m", commandLine: "", accelerator: "tcg", ending: .poweredOff, boot: BootLogFacts())
+        var a = Observations(profile: "p", image: "a", machine: MachineSpec(memory: .gib(4)), commandLine: "", accelerator: "tcg", ending: .poweredOff, boot: BootLogFacts())
         var b = a
         var s = StepRecord(index: 0, kind: .alloc, summary: "", status: 0, seconds: 1)
         s.attemptNanoseconds = [100_000_000, 110_000_000, 120_000_000]

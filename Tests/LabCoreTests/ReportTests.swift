@@ -13,7 +13,7 @@ import Testing
         boot.reserved = [ReservedArea(sizeMiB: 1024, base: 0x3fc0_0000, node: -1)]
         boot.memoryCmaReservedKiB = 1_048_576
         boot.cmaLines = ["cma: Reserved 1024 MiB at 0x000000003fc00000 on node -1"]
-        var obs = Observations(profile: "fixed-range", image: "cma-6.12", machine: "pc", commandLine: "console=ttyS0 cma=1G@1-2G",
+        var obs = Observations(profile: "fixed-range", image: "cma-6.12", machine: MachineSpec(memory: .gib(4)), commandLine: "console=ttyS0 cma=1G@1-2G",
                                accelerator: "tcg", ending: .poweredOff, boot: boot)
         obs.kernelRelease = "6.12.117"
         obs.meminfo = [MeminfoSnapshot(label: "boot", cmaTotalKiB: 1_048_576, cmaFreeKiB: 1_048_000, memTotalKiB: 4_000_000, memFreeKiB: nil)]

@@ -25,3 +25,43 @@ import Testing
         #expect(throws: DecodingError.self) { try Self.decode([RunEnding].self, "[\"rebooted\"]") }
     }
 }
+
+extension TypedObservationsTests {
+    // MARK: - The machine
+
+    static func observations(_ machine: MachineSpec) -> Observations {
+        Observations(profile: "p", image: "i", machine: machine, commandLine: "cma=64M", accelerator: "tcg", ending: .poweredOff, boot: BootLogFacts())
+    }
+
+    @Test func observationsCarryTheMachineAndItsSummary() throws {
+        let spec = MachineSpec(memory: .gib(4), cpus: 2, type: .q35, numaNodes: [.gib(1), .gib(3)])
+        let o = Self.observations(spec)
+        #expect(o.machine == "q35, 4G, 2 CPU, NUMA 1G+3G")
+        let json = try Self.encode(o)
+        #expect(json.contains("\"machine\":\"q35, 4G, 2 CPU, NUMA 1G+3G\""))
+        #expect(json.contains("\"machineSpec\":{"))
+        #expect(try Self.decode(Observations.self, json) == o)
+    }
+
+    @Test func legacyObservationsGetTheMachineFromItsText() throws {
+        var json = try Self.encode(Self.observations(MachineSpec(memory: .gib(64), cpus: 4, numaNodes: [.gib(32), .gib(32)])))
+        let legacy = try #require(json.firstRange(of: #/"machineSpec":\{[^}]*\},/#))
+        json.removeSubrange(legacy)
+        #expect(!json.contains("machineSpec"))
+        let o = try Self.decode(Observations.self, json)
+        #expect(o.machine == "pc, 64G, 4 CPU, NUMA 32G+32G")
+        #expect(o.machineSpec == MachineSpec(memory: .gib(64), cpus: 4, numaNodes: [.gib(32), .gib(32)]))
+    }
+
+    @Test func legacySummaryParse() {
+        #expect(MachineSpec.legacy(summary: "q35, 8G, 1 CPU") == MachineSpec(memory: .gib(8), type: .q35))
+        #expect(MachineSpec.legacy(summary: "pc, 4G") == MachineSpec(memory: .gib(4)))
+        #expect(MachineSpec.legacy(summary: "pc") == nil)
+        #expect(MachineSpec.legacy(summary: "") == nil)
+    }
+
+    @Test func memoryMapWithoutE820TakesTheMemoryFromTheSpec() {
+        let scene = MemoryMapScene.build(Self.observations(MachineSpec(memory: .gib(6))))
+        #expect(scene.regions == [MemoryMapScene.Region(start: 0, end: 6 << 30, kind: .unknown, label: "unknown")])
+    }
+}
