@@ -25,7 +25,9 @@ public enum Evaluate {
         return nil
     }
 
-    public static func checks(_ p: Profile, _ o: Observations, log: [String]) -> [CheckResult] {
+    /// The profile's expectations and its steps' checks against `o`. `messages` is the kernel log the `dmesg`
+    /// expectations search: /dev/kmsg messages, or console lines without their timestamps.
+    public static func checks(_ p: Profile, _ o: Observations, messages text: [String]) -> [CheckResult] {
         var out: [CheckResult] = []
         let e = p.expect
         func add(_ name: String, _ expected: String, _ observed: String, _ ok: Bool) {
@@ -86,7 +88,6 @@ public enum Evaluate {
             let v = o.boot.memoryCmaReservedKiB.map { $0 * 1024 }
             add("memory-cma-reserved", r.description, v.map { kib($0) } ?? "no Memory: line", v.map { r.accepts($0) } ?? false)
         }
-        let text = log.map(KernelLog.stripTimestamp)
         for s in e.dmesgContains {
             let hit = text.first { $0.contains(s) }
             add("dmesg.contains", s, hit ?? "not found", hit != nil)

@@ -52,7 +52,7 @@ public final class ProfileRunner: @unchecked Sendable {
         obs.configCMA = config.map { $0.isEnabled("CMA") }
         if !skipped.isEmpty { obs.skippedSteps = skipped }
         obs.runDirectory = run.path
-        var kmsg: [String]?
+        var kmsg: [KmsgRecord]?
         var labFailure: LabError?
         do {
             try session.waitForAgent(timeout: profile.timeout)
@@ -65,8 +65,8 @@ public final class ProfileRunner: @unchecked Sendable {
                 obs.steps.append(try perform(step, index: i, agent: agent, run: run))
             }
             obs.meminfo.append(try snapshot(agent, label: "end", run: run))
-            kmsg = try dmesg(agent)
-            try run.write("dmesg.txt", (kmsg ?? []).joined(separator: "\n") + "\n")
+            kmsg = try dmesgRecords(agent)
+            try run.write("dmesg.txt", Self.dmesgText(kmsg ?? []))
             // The image's .config is the kernel's own (same build); ask the guest only for a bare --kernel.
             if kernel.configPath.isEmpty, case .kernelConfig(let text) = try agent.request(.kernelConfig) { try run.write("config", text) }
             obs.qemuPeakRSSKiB = Self.peakRSSKiB(session.machine)
@@ -92,8 +92,8 @@ public final class ProfileRunner: @unchecked Sendable {
         // console.log keeps QEMU's CR LF line ends (one Character in Swift, and a newline).
         let console = ((try? Files.read(run.file("console.log"))) ?? "").split(whereSeparator: \.isNewline).map(String.init)
         // The kmsg records are complete (they include KERN_DEBUG lines); the console is what was printed.
-        let log = kmsg ?? console
-        obs.boot = KernelLogParser.facts(from: log)
+        let messages = kmsg.map { $0.map(\.message) } ?? console.map(KernelLog.stripTimestamp)
+        obs.boot = kmsg == nil ? KernelLogParser.facts(from: console) : KernelLogParser.facts(messages: messages)
         // Each area's node: the SRAT range that holds its base (NUMA guests only).
         for i in obs.areas.indices { obs.areas[i].node = obs.areas[i].basePFN.flatMap { obs.boot.node(of: $0 << 12) } }
         if kmsg != nil, obs.boot.kernelRelease == nil { obs.boot.kernelRelease = KernelLogParser.facts(from: console).kernelRelease }
@@ -108,7 +108,7 @@ public final class ProfileRunner: @unchecked Sendable {
             return Verdict(profile: profile.name, image: imageName, kind: .error, checks: [], error: labFailure.message, errorCode: labFailure.code.rawValue,
                            observations: obs, consoleTail: tail, seconds: obs.wallSeconds, runDirectory: run.path)
         }
-        let checks = Evaluate.checks(profile, obs, log: log)
+        let checks = Evaluate.checks(profile, obs, messages: messages)
         var verdict = Verdict(profile: profile.name, image: imageName, kind: Evaluate.verdictKind(checks), checks: checks,
                               observations: obs, consoleTail: tail, seconds: obs.wallSeconds, runDirectory: run.path)
         // The oracle's prediction for this boot, and whether the kernel did what it said (separate from pass/fail).

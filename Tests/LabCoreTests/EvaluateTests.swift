@@ -35,7 +35,7 @@ import Testing
                      dmesg: {contains: "cma: Reserved 1024 MiB", absent: Failed}}
             steps: [{alloc: {pages: 102400}}, {free: {pages: 102400}}]
             """)
-        let checks = Evaluate.checks(p, o, log: log)
+        let checks = Evaluate.checks(p, o, messages: log.map(KernelLog.stripTimestamp))
         let failed = checks.filter { !$0.passed }
         #expect(failed.isEmpty, "\(failed)")
         #expect(checks.count == 13)
@@ -45,7 +45,7 @@ import Testing
     @Test func wrongExpectationShowsExpectedAndObserved() throws {
         let (o, log) = try seedObservations()
         let p = try profile("expect: {size: 512M, base: 0x40000000, cma-total: 2G}\nsteps: [{alloc: {pages: 102400, expect: failure}}]")
-        let failed = Evaluate.checks(p, o, log: log).filter { !$0.passed }
+        let failed = Evaluate.checks(p, o, messages: log.map(KernelLog.stripTimestamp)).filter { !$0.passed }
         #expect(failed.map(\.name) == ["size", "base", "cma-total", "steps[0].alloc", "steps[0].alloc.used-delta"])
         #expect(failed[0] == CheckResult(name: "size", expected: "512M", observed: "1G (debugfs reserved)", passed: false))
         #expect(failed[1] == CheckResult(name: "base", expected: "0x40000000", observed: "0x3fc00000", passed: false))
@@ -61,7 +61,7 @@ import Testing
                              boot: KernelLogParser.facts(from: log))
         o.crash = watcher.crash
         let p = try profile("expect: {outcome: kernel-crash, crash: Attempted to kill init}\nsteps: [{exec: 'true'}]")
-        let checks = Evaluate.checks(p, o, log: log)
+        let checks = Evaluate.checks(p, o, messages: log.map(KernelLog.stripTimestamp))
         #expect(checks[0].passed && checks[1].passed)
         #expect(checks[2] == CheckResult(name: "steps[0].exec", expected: "run", observed: "not run (kernel-crash)", passed: false))
     }
@@ -86,7 +86,7 @@ import Testing
         o.steps = []
         o.skippedSteps = [SkippedStep(index: 0, reason: "image x has no CONFIG_CMA_DEBUGFS"), SkippedStep(index: 1, reason: "image x has no CONFIG_CMA_DEBUGFS")]
         let p = try profile("machine: {memory: 4G}\ncmdline: cma=1G@1-2G\nexpect: {outcome: reserved, size: 1G}\nsteps: [{alloc: {pages: 102400}}, {free: {pages: 102400}}]\n")
-        let checks = Evaluate.checks(p, o, log: log)
+        let checks = Evaluate.checks(p, o, messages: log.map(KernelLog.stripTimestamp))
         #expect(Evaluate.verdictKind(checks) == .pass)
         let skipped = checks.filter { $0.skipped == true }
         #expect(skipped.map(\.name) == ["steps[0].alloc", "steps[1].free"])

@@ -35,14 +35,14 @@ import Testing
     @Test func nodesExpectationPassesAndFailsWithTheObservedNode() throws {
         let p = try Profile.parse("name: t\nexpect:\n  nodes: {numa0: 0, numa1: 1, pernuma1: 1}\n", file: "t.yaml")
         #expect(p.expect.areaNodes == ["numa0": 0, "numa1": 1, "pernuma1": 1])
-        let ok = Evaluate.checks(p, Self.observations(), log: [])
+        let ok = Evaluate.checks(p, Self.observations(), messages: [])
         #expect(ok.map(\.name) == ["nodes.numa0", "nodes.numa1", "nodes.pernuma1"] && ok.allSatisfy(\.passed))
 
         let wrong = try Profile.parse("name: t\nexpect:\n  nodes: {numa1: 0, hugetlb0: 0}\n", file: "t.yaml")
-        let checks = Evaluate.checks(wrong, Self.observations(), log: [])
+        let checks = Evaluate.checks(wrong, Self.observations(), messages: [])
         #expect(checks.map(\.summary) == ["nodes.hugetlb0: expected node 0, observed no area hugetlb0", "nodes.numa1: expected node 0, observed node 1"])
         // Without SRAT lines the node is unknown, and the check fails saying why.
-        let none = Evaluate.checks(p, Self.observations([]), log: [])
+        let none = Evaluate.checks(p, Self.observations([]), messages: [])
         #expect(none.allSatisfy { !$0.passed && $0.observed.contains("no `ACPI: SRAT: Node` lines") })
     }
 

@@ -69,7 +69,7 @@ import Testing
         alloc.areaBefore = AreaSnapshot(name: "reserved", basePFN: 0x3f400, count: 262_144, used: 0, maxchunk: 262_144, orderPerBit: 0, sysfs: [:])
         alloc.areaAfter = AreaSnapshot(name: "reserved", basePFN: 0x3f400, count: 262_144, used: 262_144, maxchunk: 0, orderPerBit: 0, sysfs: [:])
         o.steps = [pressure, alloc]
-        var checks = Evaluate.checks(p, o, log: [])
+        var checks = Evaluate.checks(p, o, messages: [])
         #expect(Evaluate.verdictKind(checks) == .pass, "\(checks.filter { !$0.passed })")
         #expect(checks.first { $0.name == "steps[1].alloc.latency" }?.observed == "min 24 ms, median 25 ms, max 1.42 s")
         #expect(checks.first { $0.name == "steps[0].pressure.in-cma" }?.passed == true)
@@ -79,7 +79,7 @@ import Testing
         o.steps[1].vmstatDelta = ["pgmigrate_success": 0]
         o.steps[1].attemptErrnos = [0, 12, 0]
         o.steps[0].cmaLentPages = 10
-        checks = Evaluate.checks(p, o, log: [])
+        checks = Evaluate.checks(p, o, messages: [])
         #expect(Set(checks.filter { !$0.passed }.map(\.name)) == ["steps[0].pressure.in-cma", "steps[1].alloc.repeats", "steps[1].alloc.latency", "steps[1].alloc.migrated"])
     }
 

@@ -65,3 +65,28 @@ extension TypedObservationsTests {
         #expect(scene.regions == [MemoryMapScene.Region(start: 0, end: 6 << 30, kind: .unknown, label: "unknown")])
     }
 }
+
+extension TypedObservationsTests {
+    // MARK: - Kernel messages
+
+    @Test func kmsgMessagesGiveTheFactsOfTheSameConsole() throws {
+        let console = try Fixture.text("console-6.12-pc-4G-cma-1G@1-2G.log").split(whereSeparator: \.isNewline).map(String.init)
+        let messages = console.map(KernelLog.stripTimestamp)
+        #expect(KernelLogParser.facts(messages: messages) == KernelLogParser.facts(from: console))
+        #expect(!KernelLogParser.facts(messages: messages).reserved.isEmpty)
+    }
+
+    @Test func kmsgMessagesAreTakenAsTheyAre() {
+        // A message is never a rendered line: text that looks like a timestamp is part of it.
+        let facts = KernelLogParser.facts(messages: ["[    1.000000] cma: Reserved 16 MiB at 0x0000000001000000", "cma: Reserved 32 MiB at 0x0000000002000000\r"])
+        #expect(facts.cmaLines == ["cma: Reserved 32 MiB at 0x0000000002000000"])
+        #expect(facts.reserved.count == 2)
+    }
+
+    @Test func dmesgExpectationsSearchTheMessages() throws {
+        let p = try Profile.parse("name: d\nexpect: {dmesg: {contains: [Reserved 16 MiB], absent: ['[']}}", file: "d.yaml")
+        let checks = Evaluate.checks(p, Self.observations(MachineSpec(memory: .gib(4))), messages: ["cma: Reserved 16 MiB at 0x0000000001000000"])
+        #expect(checks.map(\.passed) == [true, true])
+        #expect(checks[0].observed == "cma: Reserved 16 MiB at 0x0000000001000000")
+    }
+}
