@@ -100,12 +100,10 @@ public enum ObservationDiff {
         return out
     }
 
-    /// The key that pairs results across images: the cell id without its `@image` part.
+    /// The key that pairs results across images: the cell's profile and axes, without its image.
     public static func pairingKey(_ v: Verdict) -> String {
-        guard let cell = v.cell, let at = cell.firstIndex(of: "@") else { return v.profile }
-        let rest = cell[cell.index(after: at)...]
-        let axes = rest.firstIndex(of: "[").map { String(rest[$0...]) } ?? ""
-        return String(cell[..<at]) + axes
+        guard let key = v.cellKey else { return v.profile }
+        return key.profile + key.axes
     }
 }
 

@@ -269,8 +269,13 @@ public struct Observations: Codable, Equatable, Sendable {
 public struct Verdict: Codable, Equatable, Sendable {
     public var profile: String
     public var image: String
-    /// The matrix cell id (`profile@image[memory=8G]`); absent outside a matrix.
+    /// The matrix cell id (`profile@image[memory=8G]`, `cellKey.id`); absent outside a matrix.
     public var cell: String?
+    /// The matrix cell as a value (JSON `cellKey`, added after `cell`); setting it sets `cell`. Files written
+    /// before it existed get it from `cell` when decoded (`CellKey.legacy(id:)`).
+    public var cellKey: CellKey? {
+        didSet { cell = cellKey?.id }
+    }
     public var kind: VerdictKind
     public var checks: [CheckResult]
     /// Why the lab could not decide (for `error`), or nil.
@@ -291,6 +296,28 @@ public struct Verdict: Codable, Equatable, Sendable {
                 observations: Observations? = nil, consoleTail: [String] = [], seconds: Double = 0, runDirectory: String = "") {
         self.profile = profile; self.image = image; self.kind = kind; self.checks = checks; self.error = error; self.errorCode = errorCode
         self.observations = observations; self.consoleTail = consoleTail; self.seconds = seconds; self.runDirectory = runDirectory
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case profile, image, cell, cellKey, kind, checks, error, errorCode, observations, consoleTail, seconds, runDirectory, oracle
+    }
+
+    // Decoded by hand for files written before `cellKey`: the key then comes from the `cell` text.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        profile = try c.decode(String.self, forKey: .profile)
+        image = try c.decode(String.self, forKey: .image)
+        cell = try c.decodeIfPresent(String.self, forKey: .cell)
+        cellKey = try c.decodeIfPresent(CellKey.self, forKey: .cellKey) ?? cell.flatMap(CellKey.legacy(id:))
+        kind = try c.decode(VerdictKind.self, forKey: .kind)
+        checks = try c.decode([CheckResult].self, forKey: .checks)
+        error = try c.decodeIfPresent(String.self, forKey: .error)
+        errorCode = try c.decodeIfPresent(String.self, forKey: .errorCode)
+        observations = try c.decodeIfPresent(Observations.self, forKey: .observations)
+        consoleTail = try c.decode([String].self, forKey: .consoleTail)
+        seconds = try c.decode(Double.self, forKey: .seconds)
+        runDirectory = try c.decode(String.self, forKey: .runDirectory)
+        oracle = try c.decodeIfPresent(OracleCheck.self, forKey: .oracle)
     }
 
     public var failedChecks: [CheckResult] { checks.filter { !$0.passed } }

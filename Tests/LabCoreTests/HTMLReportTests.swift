@@ -346,18 +346,18 @@ import Testing
         var a = Verdict(profile: seed.profile, image: "cma-6.12", kind: .pass,
                         checks: [CheckResult(name: "outcome", expected: "reserved", observed: "reserved", passed: true)],
                         observations: seed, seconds: 3.4, runDirectory: seed.runDirectory)
-        a.cell = "seed-1g-at-1-2g@cma-6.12"
+        a.cellKey = CellKey(profile: "seed-1g-at-1-2g", image: "cma-6.12")
         var b = Verdict(profile: seed.profile, image: "cma-6.1", kind: .fail,
                         checks: [CheckResult(name: "base", expected: "0x3fc00000", observed: "0x3f400000", passed: false),
                                  CheckResult(name: "steps[1].free", expected: "success", observed: "skipped: no debugfs", passed: true, skipped: true)],
                         observations: other, seconds: 3.1, runDirectory: "runs/20261125-000001-seed")
-        b.cell = "seed-1g-at-1-2g@cma-6.1"
+        b.cellKey = CellKey(profile: "seed-1g-at-1-2g", image: "cma-6.1")
         let crash = try Self.crash()
         var c = Verdict(profile: crash.profile, image: "cma-6.12", kind: .pass, checks: [], observations: crash,
                         consoleTail: ["[    0.25] Kernel panic - not syncing: <&> \"x\""], seconds: 1.4, runDirectory: crash.runDirectory)
-        c.cell = "crash-fixed-in-ram-hole@cma-6.12"
+        c.cellKey = CellKey(profile: "crash-fixed-in-ram-hole", image: "cma-6.12")
         var d = Verdict(profile: "odd <name> & \"quotes\"", image: "cma-6.1", kind: .error, checks: [], error: "qemu-system-x86_64 not found")
-        d.cell = "odd@cma-6.1[memory=8G]"
+        d.cellKey = CellKey(profile: "odd", image: "cma-6.1", memory: .gib(8))
         return [a, b, c, d]
     }
 

@@ -90,3 +90,40 @@ extension TypedObservationsTests {
         #expect(checks[0].observed == "cma: Reserved 16 MiB at 0x0000000001000000")
     }
 }
+
+extension TypedObservationsTests {
+    // MARK: - Matrix cells
+
+    @Test func cellKeyRendersTheIdAndRoundTrips() throws {
+        let key = CellKey(profile: "seed", image: "cma-6.12", memory: .gib(8), cmdline: "numa=off a]b")
+        #expect(key.id == "seed@cma-6.12[memory=8G][cmdline=numa=off a]b]")
+        #expect(key.axes == "[memory=8G][cmdline=numa=off a]b]")
+        #expect(try Self.decode(CellKey.self, Self.encode(key)) == key)
+        #expect(try Self.encode(CellKey(profile: "p", image: "i")) == "{\"image\":\"i\",\"profile\":\"p\"}")
+        for id in ["seed@cma-6.12", "seed@cma-6.12[memory=8G]", "seed@cma-6.12[cmdline=x=1]", key.id] {
+            #expect(CellKey.legacy(id: id)?.id == id)
+        }
+        #expect(CellKey.legacy(id: "no-at-sign") == nil)
+        #expect(CellKey.legacy(id: "p@i[memory=lots]") == nil)
+    }
+
+    @Test func verdictsCarryTheCellAndItsId() throws {
+        var v = Verdict(profile: "seed", image: "cma-6.1", kind: .pass, checks: [])
+        v.cellKey = CellKey(profile: "seed", image: "cma-6.1", memory: .gib(8))
+        #expect(v.cell == "seed@cma-6.1[memory=8G]" && v.key == "seed@cma-6.1[memory=8G]")
+        let json = try Self.encode(v)
+        #expect(json.contains("\"cell\":\"seed@cma-6.1[memory=8G]\"") && json.contains("\"cellKey\":{"))
+        #expect(try Self.decode(Verdict.self, json) == v)
+        #expect(ObservationDiff.pairingKey(v) == "seed[memory=8G]")
+    }
+
+    @Test func legacyVerdictsGetTheCellFromItsId() throws {
+        let json = #"{"profile":"seed","image":"cma-6.1","cell":"seed@cma-6.1[memory=8G][cmdline=quiet]","kind":"pass","checks":[],"consoleTail":[],"seconds":1,"runDirectory":""}"#
+        let v = try Self.decode(Verdict.self, json)
+        #expect(v.cellKey == CellKey(profile: "seed", image: "cma-6.1", memory: .gib(8), cmdline: "quiet"))
+        #expect(v.cell == "seed@cma-6.1[memory=8G][cmdline=quiet]")
+        #expect(ObservationDiff.pairingKey(v) == "seed[memory=8G][cmdline=quiet]")
+        let plain = try Self.decode(Verdict.self, json.replacingOccurrences(of: #""cell":"seed@cma-6.1[memory=8G][cmdline=quiet]","#, with: ""))
+        #expect(plain.cell == nil && plain.cellKey == nil && ObservationDiff.pairingKey(plain) == "seed")
+    }
+}
