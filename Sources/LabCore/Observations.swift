@@ -1,6 +1,8 @@
 /// What a run observed, and the verdict on it. Codable with stable keys: this is observations.json and
 /// the per-profile part of `--json` (see docs/results-schema.md).
 
+import LabProtocol
+
 /// A CMA area as the kernel reported it at boot (`cma: Reserved ...`).
 public struct ReservedArea: Codable, Equatable, Sendable {
     public var sizeMiB: UInt64
@@ -125,7 +127,8 @@ public struct MeminfoSnapshot: Codable, Equatable, Sendable {
     }
 }
 
-/// A CMA area as the agent saw it in debugfs/sysfs.
+/// A CMA area as the agent saw it in debugfs/sysfs: cmalab's one model of a live area. The agent's wire type
+/// (`CMAArea`, LabProtocol, stdlib only) becomes one in `init(_:)` and nowhere else.
 public struct AreaSnapshot: Codable, Equatable, Sendable {
     public var name: String
     public var basePFN: UInt64?
@@ -139,6 +142,12 @@ public struct AreaSnapshot: Codable, Equatable, Sendable {
     public var node: Int?
     public init(name: String, basePFN: UInt64?, count: UInt64?, used: UInt64?, maxchunk: UInt64?, orderPerBit: UInt64?, sysfs: [String: UInt64]) {
         self.name = name; self.basePFN = basePFN; self.count = count; self.used = used; self.maxchunk = maxchunk; self.orderPerBit = orderPerBit; self.sysfs = sysfs
+    }
+
+    /// The agent's view of an area (its bitmap summary is not kept; a repeated sysfs name keeps the last value).
+    public init(_ area: CMAArea) {
+        self.init(name: area.name, basePFN: area.basePFN, count: area.count, used: area.used, maxchunk: area.maxchunk,
+                  orderPerBit: area.orderPerBit, sysfs: Dictionary(area.sysfs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b }))
     }
 }
 

@@ -159,10 +159,7 @@ public final class ProfileRunner: @unchecked Sendable {
 
     /// Every CMA area as debugfs and sysfs show it now.
     func areas(_ agent: AgentClient) throws(LabError) -> [AreaSnapshot] {
-        return try agent.cmaAreas(bitmap: false).map { a in
-            AreaSnapshot(name: a.name, basePFN: a.basePFN, count: a.count, used: a.used, maxchunk: a.maxchunk, orderPerBit: a.orderPerBit,
-                         sysfs: Dictionary(a.sysfs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b }))
-        }
+        try agent.cmaAreas(bitmap: false).map(AreaSnapshot.init)
     }
 
     // MARK: - Artifacts

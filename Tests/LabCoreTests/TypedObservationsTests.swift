@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import LabCore
+import LabProtocol
 
 /// The typed values inside observations and verdicts, and how results files written before them still decode.
 @Suite struct TypedObservationsTests {
@@ -125,5 +126,17 @@ extension TypedObservationsTests {
         #expect(ObservationDiff.pairingKey(v) == "seed[memory=8G][cmdline=quiet]")
         let plain = try Self.decode(Verdict.self, json.replacingOccurrences(of: #""cell":"seed@cma-6.1[memory=8G][cmdline=quiet]","#, with: ""))
         #expect(plain.cell == nil && plain.cellKey == nil && ObservationDiff.pairingKey(plain) == "seed")
+    }
+}
+
+extension TypedObservationsTests {
+    // MARK: - CMA areas
+
+    @Test func theWireAreaBecomesAnAreaSnapshot() {
+        let wire = CMAArea(name: "reserved", basePFN: 0x3fc00, count: 262_144, used: 10, maxchunk: 262_000, orderPerBit: 0,
+                           sysfs: [Counter(name: "alloc_pages_fail", value: 1), Counter(name: "alloc_pages_success", value: 10)])
+        #expect(AreaSnapshot(wire) == AreaSnapshot(name: "reserved", basePFN: 0x3fc00, count: 262_144, used: 10, maxchunk: 262_000, orderPerBit: 0,
+                                                   sysfs: ["alloc_pages_fail": 1, "alloc_pages_success": 10]))
+        #expect(AreaSnapshot(CMAArea(name: "empty")) == AreaSnapshot(name: "empty", basePFN: nil, count: nil, used: nil, maxchunk: nil, orderPerBit: nil, sysfs: [:]))
     }
 }
