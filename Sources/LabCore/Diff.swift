@@ -20,7 +20,7 @@ public enum ObservationDiff {
         }
         field("kernel release", a.kernelRelease, b.kernelRelease)
         field("machine", a.machine, b.machine)
-        field("ending", a.ending, b.ending)
+        field("ending", a.ending.rawValue, b.ending.rawValue)
         field("outcome", Evaluate.outcome(a)?.rawValue, Evaluate.outcome(b)?.rawValue)
         field("crash", a.crash?.headline, b.crash?.headline)
         out += lines("reservation", reservationLines(a), reservationLines(b))
@@ -100,12 +100,10 @@ public enum ObservationDiff {
         return out
     }
 
-    /// The key that pairs results across images: the cell id without its `@image` part.
+    /// The key that pairs results across images: the cell's profile and axes, without its image.
     public static func pairingKey(_ v: Verdict) -> String {
-        guard let cell = v.cell, let at = cell.firstIndex(of: "@") else { return v.profile }
-        let rest = cell[cell.index(after: at)...]
-        let axes = rest.firstIndex(of: "[").map { String(rest[$0...]) } ?? ""
-        return String(cell[..<at]) + axes
+        guard let key = v.cellKey else { return v.profile }
+        return key.profile + key.axes
     }
 }
 

@@ -3,12 +3,12 @@
 public enum Evaluate {
     /// The reservation outcome the observations show.
     public static func outcome(_ o: Observations) -> Outcome? {
-        if o.ending == "kernel-crash" { return .kernelCrash }
+        if o.ending == .kernelCrash { return .kernelCrash }
         if o.configCMA == false { return .notSupported }
         if let boot = o.meminfo.first, boot.cmaTotalKiB == nil { return .notSupported }
         if !o.boot.reserved.isEmpty || (o.meminfo.first?.cmaTotalKiB ?? 0) > 0 { return .reserved }
         if !o.boot.failedMiB.isEmpty || !o.boot.failureReasons.isEmpty { return .failed }
-        if o.ending == "powered-off" || !o.meminfo.isEmpty { return Outcome.none }
+        if o.ending == .poweredOff || !o.meminfo.isEmpty { return Outcome.none }
         return nil
     }
 
@@ -25,7 +25,9 @@ public enum Evaluate {
         return nil
     }
 
-    public static func checks(_ p: Profile, _ o: Observations, log: [String]) -> [CheckResult] {
+    /// The profile's expectations and its steps' checks against `o`. `messages` is the kernel log the `dmesg`
+    /// expectations search: /dev/kmsg messages, or console lines without their timestamps.
+    public static func checks(_ p: Profile, _ o: Observations, messages text: [String]) -> [CheckResult] {
         var out: [CheckResult] = []
         let e = p.expect
         func add(_ name: String, _ expected: String, _ observed: String, _ ok: Bool) {
@@ -33,7 +35,7 @@ public enum Evaluate {
         }
         let observed = outcome(o)
         if let want = e.outcome {
-            add("outcome", want.rawValue, observed?.rawValue ?? "unknown (\(o.ending))", observed == want)
+            add("outcome", want.rawValue, observed?.rawValue ?? "unknown (\(o.ending.rawValue))", observed == want)
         }
         if let text = e.crashContains {
             let seen = [o.crash?.headline, o.crash?.panicLine].compactMap { $0 }
@@ -86,7 +88,6 @@ public enum Evaluate {
             let v = o.boot.memoryCmaReservedKiB.map { $0 * 1024 }
             add("memory-cma-reserved", r.description, v.map { kib($0) } ?? "no Memory: line", v.map { r.accepts($0) } ?? false)
         }
-        let text = log.map(KernelLog.stripTimestamp)
         for s in e.dmesgContains {
             let hit = text.first { $0.contains(s) }
             add("dmesg.contains", s, hit ?? "not found", hit != nil)
@@ -119,7 +120,7 @@ public enum Evaluate {
                 continue
             }
             guard let r = o.steps.first(where: { $0.index == i }) else {
-                out.append(CheckResult(name: name, expected: "run", observed: "not run (\(o.ending))", passed: false))
+                out.append(CheckResult(name: name, expected: "run", observed: "not run (\(o.ending.rawValue))", passed: false))
                 continue
             }
             out += step.checks(r, StepCheckContext(name: name, cmaTotal: cmaTotal, bootFree: bootFree))

@@ -148,7 +148,7 @@ public enum HTMLReport {
     static func runSection(_ v: Verdict, id: String, index: Int, input: HTMLReportInput) -> String {
         var h = "<section class=\"run \(v.kind.rawValue)\" id=\"\(id)\">\n"
         h += "<h2><span class=\"badge \(v.kind.rawValue)\">\(Report.word(v.kind))</span> \(esc(v.profile)) on \(esc(v.image))"
-        if let cell = v.cell, cell != "\(v.profile)@\(v.image)" { h += " <span class=\"cell\">\(esc(cell))</span>" }
+        if let cell = v.cell, let key = v.cellKey, !key.axes.isEmpty || key.profile != v.profile || key.image != v.image { h += " <span class=\"cell\">\(esc(cell))</span>" }
         h += "</h2>\n"
         let o = v.observations
         var facts: [(String, String)] = []
@@ -156,7 +156,7 @@ public enum HTMLReport {
             facts.append(("machine", o.machine))
             facts.append(("kernel", o.kernelRelease ?? "unknown"))
             facts.append(("command line", o.commandLine))
-            facts.append(("ended", o.ending))
+            facts.append(("ended", o.ending.rawValue))
         }
         facts.append(("time", Report.fixed(v.seconds, digits: 1) + " s"))
         h += "<dl class=\"facts\">" + facts.map { "<dt>\(esc($0.0))</dt><dd>\(esc($0.1))</dd>" }.joined() + "</dl>\n"

@@ -1,5 +1,6 @@
-/// Reads the CMA facts out of a kernel log: the serial console (lines with `[    0.000000] ` timestamps) or
-/// /dev/kmsg messages (no timestamps). Pure; never fails: unknown or malformed lines are skipped.
+/// Reads the CMA facts out of a kernel log: the serial console (lines with `[    0.000000] ` timestamps,
+/// `facts(from:)`) or /dev/kmsg messages (no timestamps, `facts(messages:)`). Pure; never fails: unknown or
+/// malformed lines are skipped.
 ///
 /// Formats (see cma-reference.md §3.5, §4, §5.2, §9):
 /// * `cma: Reserved 64 MiB at 0x000000007bc00000` (4.15, 6.1) / `... on node -1` (6.6+)
@@ -17,13 +18,23 @@
 /// the same line (`... node 0cma: Reserved ...`). Such lines are kept whole in `cmaLines`, but a `cma: ` message
 /// glued inside a line is still parsed for the facts.
 public enum KernelLogParser {
+    /// The facts of console lines, each with or without its printk timestamp.
     public static func facts(from lines: [String]) -> BootLogFacts {
+        facts(lines, stripTimestamps: true)
+    }
+
+    /// The facts of /dev/kmsg records' messages, taken as they are (they carry no timestamp).
+    public static func facts(messages: [String]) -> BootLogFacts {
+        facts(messages, stripTimestamps: false)
+    }
+
+    static func facts(_ lines: [String], stripTimestamps: Bool) -> BootLogFacts {
         var facts = BootLogFacts()
         var fallbackCommandLine: String?
         // An element may hold several lines (a /dev/kmsg message with an embedded newline, a chunk of console
         // output, a CRLF line split on LF only): each CR/LF-separated piece is a line of its own.
         for raw in lines.lazy.flatMap({ $0.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) }) {
-            let text = clean(String(raw))
+            let text = clean(String(raw), stripTimestamp: stripTimestamps)
             if text.isEmpty { continue }
             if text.hasPrefix("cma: ") || text.hasPrefix("hugetlb_cma: ") {
                 facts.cmaLines.append(text)
@@ -81,9 +92,9 @@ public enum KernelLogParser {
         return NodeMemoryRange(node: node, start: r.start, end: r.end)
     }
 
-    /// The line without its printk timestamp and without trailing CR/LF.
-    static func clean(_ line: String) -> String {
-        var text = KernelLog.stripTimestamp(line)
+    /// The line without trailing CR/LF and, when asked (a console line), without its printk timestamp.
+    static func clean(_ line: String, stripTimestamp: Bool = true) -> String {
+        var text = stripTimestamp ? KernelLog.stripTimestamp(line) : line
         while let last = text.unicodeScalars.last, last == "\r" || last == "\n" {
             text = String(text.unicodeScalars.dropLast())
         }

@@ -226,12 +226,50 @@ public struct MatrixCell: Equatable, Sendable {
         self.image = image; self.profile = profile; self.memoryAxis = memoryAxis; self.extraCommandLine = extraCommandLine
     }
 
+    /// The cell as a value: what a verdict carries.
+    public var key: CellKey {
+        CellKey(profile: profile.name, image: image, memory: memoryAxis, cmdline: extraCommandLine.isEmpty ? nil : extraCommandLine)
+    }
+
     /// Stable across machines: `profile@image`, plus `[memory=8G]` and `[cmdline=...]` for axis values.
-    public var id: String {
-        var s = "\(profile.name)@\(image)"
-        if let memoryAxis { s += "[memory=\(memoryAxis)]" }
-        if !extraCommandLine.isEmpty { s += "[cmdline=\(extraCommandLine)]" }
-        return s
+    public var id: String { key.id }
+}
+
+/// Which profile ran on which image, with the matrix's axis values: a cell as results carry it (JSON `cellKey`).
+public struct CellKey: Codable, Hashable, Sendable {
+    public var profile: String
+    public var image: String
+    /// The `memory` axis value; nil when the matrix has no memory axis.
+    public var memory: ByteSize?
+    /// The `cmdline` axis value; nil when the matrix has none (or it is empty).
+    public var cmdline: String?
+
+    public init(profile: String, image: String, memory: ByteSize? = nil, cmdline: String? = nil) {
+        self.profile = profile; self.image = image; self.memory = memory; self.cmdline = cmdline
+    }
+
+    /// The axis values as the id writes them: `[memory=8G]` then `[cmdline=...]`; empty without axes.
+    public var axes: String {
+        (memory.map { "[memory=\($0)]" } ?? "") + (cmdline.map { "[cmdline=\($0)]" } ?? "")
+    }
+
+    /// The cell id: `profile@image` plus `axes` (JSON `cell`).
+    public var id: String { "\(profile)@\(image)\(axes)" }
+
+    /// Legacy compatibility only: the key back from an `id`, for results written before verdicts carried
+    /// `cellKey` (their decoding is the one caller). Nil when the text is not an id this type would write.
+    public static func legacy(id text: String) -> CellKey? {
+        guard let at = text.firstIndex(of: "@") else { return nil }
+        var rest = text[text.index(after: at)...]
+        let open = rest.firstIndex(of: "[") ?? rest.endIndex
+        var key = CellKey(profile: String(text[..<at]), image: String(rest[..<open]))
+        rest = rest[open...]
+        if rest.hasPrefix("[memory="), let close = rest.firstIndex(of: "]") {
+            key.memory = try? ByteSize.parse(String(rest[rest.index(rest.startIndex, offsetBy: "[memory=".count)..<close]))
+            rest = rest[rest.index(after: close)...]
+        }
+        if rest.hasPrefix("[cmdline="), rest.hasSuffix("]") { key.cmdline = String(rest.dropFirst("[cmdline=".count).dropLast()) }
+        return key.id == text ? key : nil
     }
 }
 

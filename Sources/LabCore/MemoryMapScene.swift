@@ -93,7 +93,7 @@ public struct MemoryMapScene: Equatable, Sendable {
     public static func build(_ o: Observations, predictedPlacement: MemoryRange? = nil, kernelConfig: KernelConfig? = nil) -> MemoryMapScene {
         var scene = MemoryMapScene()
         scene.title = "guest physical memory of \(o.profile) on \(o.image) (\(o.machine))"
-        scene.crashed = o.ending == "kernel-crash" || o.crash != nil
+        scene.crashed = o.ending == .kernelCrash || o.crash != nil
         let boot = o.boot
 
         // Marks first: they can extend the picture beyond the e820 map (a fixed region past the end of RAM).
@@ -134,7 +134,7 @@ public struct MemoryMapScene: Equatable, Sendable {
             maxEnd = max(maxEnd, exclusiveEnd(p.end))
         }
         if boot.e820.isEmpty {
-            let memory = machineMemory(o.machine) ?? 0
+            let memory = o.machineSpec?.memory.bytes ?? 0
             let top = roundUp(max(maxEnd, memory, 1 << 20), to: 1 << 30)
             scene.regions = [Region(start: 0, end: top, kind: .unknown, label: "unknown")]
             scene.notes.append("The boot log has no BIOS-e820 lines, so which addresses are RAM is not known.")
@@ -202,14 +202,6 @@ public struct MemoryMapScene: Equatable, Sendable {
         let what = req.isFixed ? "fixed" : "search window"
         let endText = limit == 0 ? "end of memory" : hex(limit)
         return Window(start: base, end: max(end, base), label: "cma=\(value): \(what) [\(hex(base)), \(endText))")
-    }
-
-    /// `pc, 4G, 1 CPU` → 4 GiB.
-    static func machineMemory(_ machine: String) -> UInt64? {
-        for part in machine.split(separator: ",") {
-            if let size = try? ByteSize.parse(part.trimmingCharacters(in: " ")) { return size.bytes }
-        }
-        return nil
     }
 
     /// Sorted, non-overlapping regions from e820 (inclusive ends), with the gaps between them named.

@@ -1,6 +1,8 @@
 /// What a run observed, and the verdict on it. Codable with stable keys: this is observations.json and
 /// the per-profile part of `--json` (see docs/results-schema.md).
 
+import LabProtocol
+
 /// A CMA area as the kernel reported it at boot (`cma: Reserved ...`).
 public struct ReservedArea: Codable, Equatable, Sendable {
     public var sizeMiB: UInt64
@@ -125,7 +127,8 @@ public struct MeminfoSnapshot: Codable, Equatable, Sendable {
     }
 }
 
-/// A CMA area as the agent saw it in debugfs/sysfs.
+/// A CMA area as the agent saw it in debugfs/sysfs: cmalab's one model of a live area. The agent's wire type
+/// (`CMAArea`, LabProtocol, stdlib only) becomes one in `init(_:)` and nowhere else.
 public struct AreaSnapshot: Codable, Equatable, Sendable {
     public var name: String
     public var basePFN: UInt64?
@@ -139,6 +142,12 @@ public struct AreaSnapshot: Codable, Equatable, Sendable {
     public var node: Int?
     public init(name: String, basePFN: UInt64?, count: UInt64?, used: UInt64?, maxchunk: UInt64?, orderPerBit: UInt64?, sysfs: [String: UInt64]) {
         self.name = name; self.basePFN = basePFN; self.count = count; self.used = used; self.maxchunk = maxchunk; self.orderPerBit = orderPerBit; self.sysfs = sysfs
+    }
+
+    /// The agent's view of an area (its bitmap summary is not kept; a repeated sysfs name keeps the last value).
+    public init(_ area: CMAArea) {
+        self.init(name: area.name, basePFN: area.basePFN, count: area.count, used: area.used, maxchunk: area.maxchunk,
+                  orderPerBit: area.orderPerBit, sysfs: Dictionary(area.sysfs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b }))
     }
 }
 
@@ -182,16 +191,37 @@ public struct SkippedStep: Codable, Equatable, Sendable {
     public init(index: Int, reason: String) { self.index = index; self.reason = reason }
 }
 
+/// How a profile run ended. The raw values are the `ending` strings of observations.json (docs/results-schema.md).
+public enum RunEnding: String, Codable, Sendable, Equatable, CaseIterable {
+    /// The guest powered off after the steps.
+    case poweredOff = "powered-off"
+    /// A panic or oops on the console ended the run.
+    case kernelCrash = "kernel-crash"
+    /// The agent or the guest did not answer in time.
+    case timeout
+    /// The hypervisor process failed or vanished.
+    case qemuFailed = "qemu-failed"
+    /// The run ended before the guest booted.
+    case notBooted = "not-booted"
+    /// The lab failed while the machine still ran.
+    case labError = "lab-error"
+}
+
 /// Everything one profile run observed.
 public struct Observations: Codable, Equatable, Sendable {
     public var profile: String
     public var image: String
     public var kernelRelease: String?
+    /// The machine described for people (`MachineSpec.summary`, JSON `machine`).
     public var machine: String
+    /// The machine itself (JSON `machineSpec`, added after `machine`): what the memory map and other readers
+    /// use. Files written before it existed get it from `machine` when decoded (`MachineSpec.legacy(summary:)`);
+    /// nil only when that text names no memory size.
+    public var machineSpec: MachineSpec?
     public var commandLine: String
     public var accelerator: String
-    /// `powered-off`, `kernel-crash`, `timeout`, `qemu-failed`, or `not-booted`.
-    public var ending: String
+    /// How the run ended.
+    public var ending: RunEnding
     public var crash: CrashReport?
     public var boot: BootLogFacts
     public var configCMA: Bool?
@@ -208,9 +238,39 @@ public struct Observations: Codable, Equatable, Sendable {
     public var qemuPeakRSSKiB: UInt64?
     public var wallSeconds: Double = 0
     public var runDirectory: String = ""
-    public init(profile: String, image: String, machine: String, commandLine: String, accelerator: String, ending: String, boot: BootLogFacts) {
-        self.profile = profile; self.image = image; self.machine = machine; self.commandLine = commandLine
+    public init(profile: String, image: String, machine: MachineSpec, commandLine: String, accelerator: String, ending: RunEnding, boot: BootLogFacts) {
+        self.profile = profile; self.image = image; self.machine = machine.summary; self.machineSpec = machine; self.commandLine = commandLine
         self.accelerator = accelerator; self.ending = ending; self.boot = boot
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case profile, image, kernelRelease, machine, machineSpec, commandLine, accelerator, ending, crash, boot, configCMA, meminfo, areas, steps
+        case skippedSteps, agentReadySeconds, agentReadyUptimeSeconds, qemuPeakRSSKiB, wallSeconds, runDirectory
+    }
+
+    // Decoded by hand for files written before `machineSpec`: the spec then comes from the `machine` text.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        profile = try c.decode(String.self, forKey: .profile)
+        image = try c.decode(String.self, forKey: .image)
+        kernelRelease = try c.decodeIfPresent(String.self, forKey: .kernelRelease)
+        machine = try c.decode(String.self, forKey: .machine)
+        machineSpec = try c.decodeIfPresent(MachineSpec.self, forKey: .machineSpec) ?? MachineSpec.legacy(summary: machine)
+        commandLine = try c.decode(String.self, forKey: .commandLine)
+        accelerator = try c.decode(String.self, forKey: .accelerator)
+        ending = try c.decode(RunEnding.self, forKey: .ending)
+        crash = try c.decodeIfPresent(CrashReport.self, forKey: .crash)
+        boot = try c.decode(BootLogFacts.self, forKey: .boot)
+        configCMA = try c.decodeIfPresent(Bool.self, forKey: .configCMA)
+        meminfo = try c.decode([MeminfoSnapshot].self, forKey: .meminfo)
+        areas = try c.decode([AreaSnapshot].self, forKey: .areas)
+        steps = try c.decode([StepRecord].self, forKey: .steps)
+        skippedSteps = try c.decodeIfPresent([SkippedStep].self, forKey: .skippedSteps)
+        agentReadySeconds = try c.decodeIfPresent(Double.self, forKey: .agentReadySeconds)
+        agentReadyUptimeSeconds = try c.decodeIfPresent(Double.self, forKey: .agentReadyUptimeSeconds)
+        qemuPeakRSSKiB = try c.decodeIfPresent(UInt64.self, forKey: .qemuPeakRSSKiB)
+        wallSeconds = try c.decode(Double.self, forKey: .wallSeconds)
+        runDirectory = try c.decode(String.self, forKey: .runDirectory)
     }
 }
 
@@ -218,8 +278,13 @@ public struct Observations: Codable, Equatable, Sendable {
 public struct Verdict: Codable, Equatable, Sendable {
     public var profile: String
     public var image: String
-    /// The matrix cell id (`profile@image[memory=8G]`); absent outside a matrix.
+    /// The matrix cell id (`profile@image[memory=8G]`, `cellKey.id`); absent outside a matrix.
     public var cell: String?
+    /// The matrix cell as a value (JSON `cellKey`, added after `cell`); setting it sets `cell`. Files written
+    /// before it existed get it from `cell` when decoded (`CellKey.legacy(id:)`).
+    public var cellKey: CellKey? {
+        didSet { cell = cellKey?.id }
+    }
     public var kind: VerdictKind
     public var checks: [CheckResult]
     /// Why the lab could not decide (for `error`), or nil.
@@ -240,6 +305,28 @@ public struct Verdict: Codable, Equatable, Sendable {
                 observations: Observations? = nil, consoleTail: [String] = [], seconds: Double = 0, runDirectory: String = "") {
         self.profile = profile; self.image = image; self.kind = kind; self.checks = checks; self.error = error; self.errorCode = errorCode
         self.observations = observations; self.consoleTail = consoleTail; self.seconds = seconds; self.runDirectory = runDirectory
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case profile, image, cell, cellKey, kind, checks, error, errorCode, observations, consoleTail, seconds, runDirectory, oracle
+    }
+
+    // Decoded by hand for files written before `cellKey`: the key then comes from the `cell` text.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        profile = try c.decode(String.self, forKey: .profile)
+        image = try c.decode(String.self, forKey: .image)
+        cell = try c.decodeIfPresent(String.self, forKey: .cell)
+        cellKey = try c.decodeIfPresent(CellKey.self, forKey: .cellKey) ?? cell.flatMap(CellKey.legacy(id:))
+        kind = try c.decode(VerdictKind.self, forKey: .kind)
+        checks = try c.decode([CheckResult].self, forKey: .checks)
+        error = try c.decodeIfPresent(String.self, forKey: .error)
+        errorCode = try c.decodeIfPresent(String.self, forKey: .errorCode)
+        observations = try c.decodeIfPresent(Observations.self, forKey: .observations)
+        consoleTail = try c.decode([String].self, forKey: .consoleTail)
+        seconds = try c.decode(Double.self, forKey: .seconds)
+        runDirectory = try c.decode(String.self, forKey: .runDirectory)
+        oracle = try c.decodeIfPresent(OracleCheck.self, forKey: .oracle)
     }
 
     public var failedChecks: [CheckResult] { checks.filter { !$0.passed } }

@@ -6,7 +6,7 @@ extension Oracle {
 
     /// Compares a prediction with what a run saw. Nil when the run did not get far enough to say (no boot log).
     public static func compare(_ p: CMAPrediction, with o: Observations) -> OracleCheck? {
-        guard o.ending == "powered-off" || o.ending == "kernel-crash" || !o.meminfo.isEmpty else { return nil }
+        guard o.ending == .poweredOff || o.ending == .kernelCrash || !o.meminfo.isEmpty else { return nil }
         var diffs: [String] = []
         let observed = Evaluate.outcome(o)
         let wanted: Outcome = switch p.outcome {
@@ -16,7 +16,7 @@ extension Oracle {
         case .none: .none
         case .ignored: p.observableOutcome
         }
-        if observed != wanted { diffs.append("outcome: predicted \(wanted.rawValue), observed \(observed?.rawValue ?? "unknown (\(o.ending))")") }
+        if observed != wanted { diffs.append("outcome: predicted \(wanted.rawValue), observed \(observed?.rawValue ?? "unknown (\(o.ending.rawValue))")") }
         diffs += compareNodeAreas(p, with: o)
         if let a = p.area, let r = o.boot.reserved[safe: globalLineIndex(p)] {
             if r.sizeMiB != a.sizeMiB { diffs.append("size: predicted \(a.sizeMiB) MiB, observed \(r.sizeMiB) MiB") }

@@ -63,6 +63,32 @@ public struct MachineSpec: Equatable, Sendable, Codable {
     }
 }
 
+extension MachineSpec {
+    /// The machine described for people: `pc, 4G, 1 CPU`, with `, NUMA 2G+2G` when it has nodes. This is the
+    /// `machine` text of observations.json; nothing reads it back except `legacy(summary:)`.
+    public var summary: String {
+        var s = "\(type.rawValue), \(memory), \(cpus) CPU"
+        if !numaNodes.isEmpty { s += ", NUMA \(numaNodes.map(\.description).joined(separator: "+"))" }
+        return s
+    }
+
+    /// Legacy compatibility only: the spec back from a `summary` text, for observations written before they
+    /// carried `machineSpec` (their decoding is the one caller). The memory is the first comma-separated part
+    /// that reads as a size; the type, CPUs and NUMA nodes are taken when present. Nil when no part is a size.
+    public static func legacy(summary text: String) -> MachineSpec? {
+        let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: " ") }
+        guard let memory = parts.lazy.compactMap({ try? ByteSize.parse($0) }).first else { return nil }
+        var spec = MachineSpec(memory: memory, type: parts.first.flatMap(MachineType.init(rawValue:)) ?? .pc)
+        for part in parts {
+            if part.hasSuffix(" CPU"), let n = Int(part.dropLast(" CPU".count)) { spec.cpus = n }
+            if part.hasPrefix("NUMA ") {
+                spec.numaNodes = part.dropFirst("NUMA ".count).split(separator: "+").compactMap { try? ByteSize.parse(String($0)) }
+            }
+        }
+        return spec
+    }
+}
+
 extension ByteSize: Codable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()

@@ -4,11 +4,10 @@ import LabProtocol
 
 /// Reading the guest's kernel log (/dev/kmsg) through the agent, a batch at a time.
 extension ProfileRunner {
-    /// Every /dev/kmsg record since boot, as `[seconds] message` lines.
-    func dmesg(_ agent: AgentClient) throws(LabError) -> [String] {
-        try dmesgRecords(agent).map { r in
-            String(format: "[%12.6f] ", Double(r.timestampMicroseconds) / 1_000_000) + r.message
-        }
+    /// The records as `dmesg` prints them, one `[seconds] message` line each: the text of dmesg.txt.
+    static func dmesgText(_ records: [KmsgRecord]) -> String {
+        records.map { r in String(format: "[%12.6f] ", Double(r.timestampMicroseconds) / 1_000_000) + r.message }
+            .joined(separator: "\n") + "\n"
     }
 
     /// /dev/kmsg records after `after` (all since boot when nil), at most 64 batches of 5000.

@@ -107,7 +107,7 @@ public final class MatrixRunner: @unchecked Sendable {
                 runner.launcher = self.launcher
                 v = runner.run(cell.profile, image: cell.image)
             }
-            v.cell = cell.id
+            v.cellKey = cell.key
             results.withLock { $0[i] = v }
             self.onEvent?(.cellFinished(cell, v))
         }

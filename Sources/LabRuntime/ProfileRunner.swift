@@ -46,13 +46,13 @@ public final class ProfileRunner: @unchecked Sendable {
         defer { session.machine.stop(); session.run.closeSockets() }
         let run = session.run
 
-        var obs = Observations(profile: profile.name, image: imageName, machine: Self.describe(profile.machine),
+        var obs = Observations(profile: profile.name, image: imageName, machine: session.plan.machine,
                                commandLine: session.plan.effectiveCommandLine.description,
-                               accelerator: session.plan.accelerator.rawValue, ending: "not-booted", boot: BootLogFacts())
+                               accelerator: session.plan.accelerator.rawValue, ending: .notBooted, boot: BootLogFacts())
         obs.configCMA = config.map { $0.isEnabled("CMA") }
         if !skipped.isEmpty { obs.skippedSteps = skipped }
         obs.runDirectory = run.path
-        var kmsg: [String]?
+        var kmsg: [KmsgRecord]?
         var labFailure: LabError?
         do {
             try session.waitForAgent(timeout: profile.timeout)
@@ -65,8 +65,8 @@ public final class ProfileRunner: @unchecked Sendable {
                 obs.steps.append(try perform(step, index: i, agent: agent, run: run))
             }
             obs.meminfo.append(try snapshot(agent, label: "end", run: run))
-            kmsg = try dmesg(agent)
-            try run.write("dmesg.txt", (kmsg ?? []).joined(separator: "\n") + "\n")
+            kmsg = try dmesgRecords(agent)
+            try run.write("dmesg.txt", Self.dmesgText(kmsg ?? []))
             // The image's .config is the kernel's own (same build); ask the guest only for a bare --kernel.
             if kernel.configPath.isEmpty, case .kernelConfig(let text) = try agent.request(.kernelConfig) { try run.write("config", text) }
             obs.qemuPeakRSSKiB = Self.peakRSSKiB(session.machine)
@@ -76,13 +76,13 @@ public final class ProfileRunner: @unchecked Sendable {
         } catch {
             switch error.code {
             case .kernelCrash:
-                obs.ending = "kernel-crash"
+                obs.ending = .kernelCrash
                 obs.crash = session.machine.console.crash
             case .timeout:
-                obs.ending = "timeout"
+                obs.ending = .timeout
                 labFailure = error
             default:
-                obs.ending = session.machine.exit.map(Self.ending) ?? "lab-error"
+                obs.ending = session.machine.exit.map(Self.ending) ?? .labError
                 labFailure = error
             }
         }
@@ -92,8 +92,8 @@ public final class ProfileRunner: @unchecked Sendable {
         // console.log keeps QEMU's CR LF line ends (one Character in Swift, and a newline).
         let console = ((try? Files.read(run.file("console.log"))) ?? "").split(whereSeparator: \.isNewline).map(String.init)
         // The kmsg records are complete (they include KERN_DEBUG lines); the console is what was printed.
-        let log = kmsg ?? console
-        obs.boot = KernelLogParser.facts(from: log)
+        let messages = kmsg.map { $0.map(\.message) } ?? console.map(KernelLog.stripTimestamp)
+        obs.boot = kmsg == nil ? KernelLogParser.facts(from: console) : KernelLogParser.facts(messages: messages)
         // Each area's node: the SRAT range that holds its base (NUMA guests only).
         for i in obs.areas.indices { obs.areas[i].node = obs.areas[i].basePFN.flatMap { obs.boot.node(of: $0 << 12) } }
         if kmsg != nil, obs.boot.kernelRelease == nil { obs.boot.kernelRelease = KernelLogParser.facts(from: console).kernelRelease }
@@ -108,7 +108,7 @@ public final class ProfileRunner: @unchecked Sendable {
             return Verdict(profile: profile.name, image: imageName, kind: .error, checks: [], error: labFailure.message, errorCode: labFailure.code.rawValue,
                            observations: obs, consoleTail: tail, seconds: obs.wallSeconds, runDirectory: run.path)
         }
-        let checks = Evaluate.checks(profile, obs, log: log)
+        let checks = Evaluate.checks(profile, obs, messages: messages)
         var verdict = Verdict(profile: profile.name, image: imageName, kind: Evaluate.verdictKind(checks), checks: checks,
                               observations: obs, consoleTail: tail, seconds: obs.wallSeconds, runDirectory: run.path)
         // The oracle's prediction for this boot, and whether the kernel did what it said (separate from pass/fail).
@@ -175,10 +175,7 @@ public final class ProfileRunner: @unchecked Sendable {
 
     /// Every CMA area as debugfs and sysfs show it now.
     func areas(_ agent: AgentClient) throws(LabError) -> [AreaSnapshot] {
-        return try agent.cmaAreas(bitmap: false).map { a in
-            AreaSnapshot(name: a.name, basePFN: a.basePFN, count: a.count, used: a.used, maxchunk: a.maxchunk, orderPerBit: a.orderPerBit,
-                         sysfs: Dictionary(a.sysfs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b }))
-        }
+        try agent.cmaAreas(bitmap: false).map(AreaSnapshot.init)
     }
 
     // MARK: - Artifacts
@@ -201,18 +198,13 @@ public final class ProfileRunner: @unchecked Sendable {
         return line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { UInt64($0) }
     }
 
-    static func ending(_ exit: MachineExit) -> String {
+    /// How a run ended, from how its machine exited.
+    static func ending(_ exit: MachineExit) -> RunEnding {
         switch exit {
-        case .poweredOff: return "powered-off"
-        case .crashed: return "kernel-crash"
-        case .timedOut: return "timeout"
-        case .qemuFailed: return "qemu-failed"
+        case .poweredOff: return .poweredOff
+        case .crashed: return .kernelCrash
+        case .timedOut: return .timeout
+        case .qemuFailed: return .qemuFailed
         }
-    }
-
-    static func describe(_ m: MachineSpec) -> String {
-        var s = "\(m.type.rawValue), \(m.memory), \(m.cpus) CPU"
-        if !m.numaNodes.isEmpty { s += ", NUMA \(m.numaNodes.map(\.description).joined(separator: "+"))" }
-        return s
     }
 }

@@ -19,7 +19,7 @@ func fuzzOne(_ data: [UInt8]) {
     switch FuzzTarget.pick(first) {
     case .kernelLog:
         let facts = KernelLogParser.facts(from: text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init))
-        _ = Evaluate.outcome(Observations(profile: "f", image: "f", machine: "", commandLine: "", accelerator: "tcg", ending: "powered-off", boot: facts))
+        _ = Evaluate.outcome(Observations(profile: "f", image: "f", machine: MachineSpec(memory: .gib(4)), commandLine: "", accelerator: "tcg", ending: .poweredOff, boot: facts))
     case .meminfo:
         _ = Meminfo.parse(text)
     case .cmaArgument:

@@ -98,7 +98,7 @@ struct BootCommand: ParsableCommand {
         let cmaFields = mem.fields.filter { $0.name.hasPrefix("Cma") }
         if cmaFields.isEmpty { print("meminfo: no Cma fields (the kernel has no CONFIG_CMA)") }
         for f in cmaFields { print("meminfo \(f.name): \(f.value) \(f.unit ?? "")") }
-        let areas = try agent.cmaAreas()
+        let areas = try agent.cmaAreas().map(AreaSnapshot.init)
         if areas.isEmpty { print("cma areas: none") }
         for a in areas {
             var s = "cma area \(a.name):"
@@ -107,7 +107,7 @@ struct BootCommand: ParsableCommand {
             if let u = a.used { s += " used \(u)" }
             if let m = a.maxchunk { s += " maxchunk \(m)" }
             if let o = a.orderPerBit { s += " order_per_bit \(o)" }
-            for c in a.sysfs { s += " \(c.name) \(c.value)" }
+            for name in a.sysfs.keys.sorted() { s += " \(name) \(a.sysfs[name]!)" }
             print(s)
         }
     }

@@ -74,11 +74,11 @@ struct ProbeMaxCommand: ParsableCommand {
                 let v = runner.run(profile, image: image)
                 // The kernel's own words decide (console or /dev/kmsg): an area so large that user space cannot
                 // start (the agent never answers, the boot times out) was still reserved.
-                guard let obs = v.observations, !obs.boot.reserved.isEmpty || !obs.boot.failedMiB.isEmpty || obs.ending == "powered-off" else {
+                guard let obs = v.observations, !obs.boot.reserved.isEmpty || !obs.boot.failedMiB.isEmpty || obs.ending == .poweredOff else {
                     throw LabError(.qemu, "boot \(boots) (cma=\(value)) could not be judged: \(v.error ?? "no observations")")
                 }
                 let reserved = !obs.boot.reserved.isEmpty
-                let note = obs.ending == "powered-off" ? "" : " (then \(obs.ending): \(v.error ?? obs.crash?.summary ?? "user space did not come up"))"
+                let note = obs.ending == .poweredOff ? "" : " (then \(obs.ending.rawValue): \(v.error ?? obs.crash?.summary ?? "user space did not come up"))"
                 if !json { printErr("boot \(boots): cma=\(value) \(reserved ? "reserved" : "did not reserve (\(Self.why(obs)))")\(note) in \(String(format: "%.1f", v.seconds)) s") }
                 return reserved
             }

@@ -55,7 +55,7 @@ extension Integration {
         #expect(v.kind == .fail)
         #expect(v.failedChecks.map(\.name) == ["steps[0].exec"], "\(v.checks)")
         #expect(v.failedChecks.first?.observed == "not run (kernel-crash)")
-        #expect(v.observations?.ending == "kernel-crash")
+        #expect(v.observations?.ending == .kernelCrash)
         #expect(v.observations?.crash?.panicLine?.contains("Attempted to kill init") == true)
         #expect(v.seconds < 40)
     }

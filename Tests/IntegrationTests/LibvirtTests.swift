@@ -87,11 +87,11 @@ extension Integration {
             #expect(a.observations?.boot.reserved.map(\.base) == b.observations?.boot.reserved.map(\.base))
         }
         let seed = try #require(onLibvirt.first)
-        #expect(seed.observations?.ending == "powered-off")
+        #expect(seed.observations?.ending == .poweredOff)
         #expect(seed.observations?.accelerator == "tcg")
         #expect(seed.observations?.steps.count == 2)
         let crash = try #require(onLibvirt.last)
-        #expect(crash.observations?.ending == "kernel-crash")
+        #expect(crash.observations?.ending == .kernelCrash)
         #expect(crash.observations?.crash?.summary.contains("Attempted to kill init") == true)
         // The crash ends within seconds (the domain is destroyed on reboot), not at the 60 s timeout.
         #expect(crash.seconds < 30)

@@ -10,11 +10,11 @@ import Testing
     // MARK: - Fixtures
 
     /// Observations as a run would record them, from a captured console log.
-    static func observations(console name: String, profile: String, machine: String, crashed: Bool = false) throws -> Observations {
+    static func observations(console name: String, profile: String, machine: MachineSpec, crashed: Bool = false) throws -> Observations {
         let lines = try Fixture.text(name).split(whereSeparator: \.isNewline).map(String.init)
         let boot = KernelLogParser.facts(from: lines)
         var o = Observations(profile: profile, image: "cma-6.12", machine: machine, commandLine: boot.commandLine ?? "",
-                             accelerator: "tcg", ending: crashed ? "kernel-crash" : "powered-off", boot: boot)
+                             accelerator: "tcg", ending: crashed ? .kernelCrash : .poweredOff, boot: boot)
         if crashed {
             o.crash = CrashReport(kind: .panic, headline: "BUG: unable to handle page fault for address: ffffea0003000000",
                                   panicLine: "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000009")
@@ -25,7 +25,7 @@ import Testing
     }
 
     static func seed() throws -> Observations {
-        var o = try observations(console: "console-6.12-pc-4G-cma-1G@1-2G.log", profile: "seed-1g-at-1-2g", machine: "pc, 4G, 1 CPU")
+        var o = try observations(console: "console-6.12-pc-4G-cma-1G@1-2G.log", profile: "seed-1g-at-1-2g", machine: MachineSpec(memory: .gib(4)))
         o.areas = [AreaSnapshot(name: "reserved", basePFN: 0x3fc00, count: 262_144, used: 0, maxchunk: 262_144, orderPerBit: 0, sysfs: [:])]
         o.meminfo = [MeminfoSnapshot(label: "boot", cmaTotalKiB: 1_048_576, cmaFreeKiB: 1_048_576, memTotalKiB: 4_041_204, memFreeKiB: 3_900_000),
                      MeminfoSnapshot(label: "end", cmaTotalKiB: 1_048_576, cmaFreeKiB: 1_042_132, memTotalKiB: 4_041_204, memFreeKiB: 3_899_000)]
@@ -38,11 +38,11 @@ import Testing
     }
 
     static func crash() throws -> Observations {
-        try observations(console: "console-6.12-pc-4G-cma-1G@3G-4G-panic.log", profile: "crash-fixed-in-ram-hole", machine: "pc, 4G, 1 CPU", crashed: true)
+        try observations(console: "console-6.12-pc-4G-cma-1G@3G-4G-panic.log", profile: "crash-fixed-in-ram-hole", machine: MachineSpec(memory: .gib(4)), crashed: true)
     }
 
     static func big() throws -> Observations {
-        var o = try observations(console: "console-6.12-pc-64G-cma-2G.log", profile: "above-4g-on-64g", machine: "pc, 64G, 1 CPU")
+        var o = try observations(console: "console-6.12-pc-64G-cma-2G.log", profile: "above-4g-on-64g", machine: MachineSpec(memory: .gib(64)))
         o.areas = [AreaSnapshot(name: "reserved", basePFN: 0x100000, count: 524_288, used: 0, maxchunk: 524_288, orderPerBit: 0, sysfs: [:])]
         return o
     }
@@ -60,8 +60,8 @@ import Testing
         boot.reserved = [ReservedArea(sizeMiB: 4, base: 0x1_0000_0000, node: -1)]
         boot.memoryLine = "Memory: 1K/2K available (6144K kernel code, 855K rwdata, 852K rodata, 796K init, 380K bss, 1K reserved, 4096K cma-reserved)"
         boot.commandLine = "console=ttyS0 cma=4M"
-        return Observations(profile: "tiny-area-512g", image: "cma-6.12", machine: "pc, 512G, 1 CPU", commandLine: "console=ttyS0 cma=4M",
-                            accelerator: "tcg", ending: "powered-off", boot: boot)
+        return Observations(profile: "tiny-area-512g", image: "cma-6.12", machine: MachineSpec(memory: .gib(512)), commandLine: "console=ttyS0 cma=4M",
+                            accelerator: "tcg", ending: .poweredOff, boot: boot)
     }
 
     // MARK: - XML helpers
@@ -289,7 +289,7 @@ import Testing
                      MemoryRange(start: 0xb000_0000, end: 0xbfff_ffff, type: "reserved"), MemoryRange(start: 0xfed1_c000, end: 0xfed1_ffff, type: "reserved"),
                      MemoryRange(start: 0x1_0000_0000, end: 0x1_7fff_ffff, type: "usable")]
         boot.reserved = [ReservedArea(sizeMiB: 64, base: 0x1_0000_0000)]
-        let o = Observations(profile: "q", image: "i", machine: "q35, 4G, 1 CPU", commandLine: "cma=64M", accelerator: "tcg", ending: "powered-off", boot: boot)
+        let o = Observations(profile: "q", image: "i", machine: MachineSpec(memory: .gib(4), type: .q35), commandLine: "cma=64M", accelerator: "tcg", ending: .poweredOff, boot: boot)
         let scene = MemoryMapScene.build(o)
         #expect(scene.regions.first { $0.start == 0xb000_0000 }?.kind == .mmconfig)
         #expect(scene.regions.first { $0.start == 0x8000_0000 }?.kind == .pciHole)
@@ -346,18 +346,18 @@ import Testing
         var a = Verdict(profile: seed.profile, image: "cma-6.12", kind: .pass,
                         checks: [CheckResult(name: "outcome", expected: "reserved", observed: "reserved", passed: true)],
                         observations: seed, seconds: 3.4, runDirectory: seed.runDirectory)
-        a.cell = "seed-1g-at-1-2g@cma-6.12"
+        a.cellKey = CellKey(profile: "seed-1g-at-1-2g", image: "cma-6.12")
         var b = Verdict(profile: seed.profile, image: "cma-6.1", kind: .fail,
                         checks: [CheckResult(name: "base", expected: "0x3fc00000", observed: "0x3f400000", passed: false),
                                  CheckResult(name: "steps[1].free", expected: "success", observed: "skipped: no debugfs", passed: true, skipped: true)],
                         observations: other, seconds: 3.1, runDirectory: "runs/20261125-000001-seed")
-        b.cell = "seed-1g-at-1-2g@cma-6.1"
+        b.cellKey = CellKey(profile: "seed-1g-at-1-2g", image: "cma-6.1")
         let crash = try Self.crash()
         var c = Verdict(profile: crash.profile, image: "cma-6.12", kind: .pass, checks: [], observations: crash,
                         consoleTail: ["[    0.25] Kernel panic - not syncing: <&> \"x\""], seconds: 1.4, runDirectory: crash.runDirectory)
-        c.cell = "crash-fixed-in-ram-hole@cma-6.12"
+        c.cellKey = CellKey(profile: "crash-fixed-in-ram-hole", image: "cma-6.12")
         var d = Verdict(profile: "odd <name> & \"quotes\"", image: "cma-6.1", kind: .error, checks: [], error: "qemu-system-x86_64 not found")
-        d.cell = "odd@cma-6.1[memory=8G]"
+        d.cellKey = CellKey(profile: "odd", image: "cma-6.1", memory: .gib(8))
         return [a, b, c, d]
     }
 

@@ -108,15 +108,15 @@ import Testing
 }
 
 @Suite struct MergeAndDiffTests {
-    func verdict(_ cell: String, image: String, kind: VerdictKind = .pass) -> Verdict {
-        var v = Verdict(profile: String(cell.split(separator: "@")[0]), image: image, kind: kind, checks: [])
-        v.cell = cell
+    func verdict(_ profile: String, image: String, memory: ByteSize? = nil, kind: VerdictKind = .pass) -> Verdict {
+        var v = Verdict(profile: profile, image: image, kind: kind, checks: [])
+        v.cellKey = CellKey(profile: profile, image: image, memory: memory)
         return v
     }
 
     @Test func mergeSortsByKeyAndRefusesOverlaps() throws {
-        let a = [verdict("b@x", image: "x"), verdict("a@y", image: "y", kind: .fail)]
-        let b = [verdict("a@x", image: "x")]
+        let a = [verdict("b", image: "x"), verdict("a", image: "y", kind: .fail)]
+        let b = [verdict("a", image: "x")]
         let merged = try Report.merge([("s1.json", a), ("s2.json", b)])
         #expect(merged.map(\.key) == ["a@x", "a@y", "b@x"])
         #expect(ReportSummary(merged).line == "2 passed, 1 failed, 0 errors")
@@ -124,7 +124,7 @@ import Testing
     }
 
     @Test func mergedJSONRoundTripsThroughTheSchema() throws {
-        let merged = try Report.merge([("a", [verdict("seed@cma-6.12", image: "cma-6.12")]), ("b", [verdict("seed@cma-6.1", image: "cma-6.1")])])
+        let merged = try Report.merge([("a", [verdict("seed", image: "cma-6.12")]), ("b", [verdict("seed", image: "cma-6.1")])])
         let meta = ReportMeta(cmalabVersion: "t", started: "2026-11-25T00:00:00Z", host: "h", accelerator: "tcg")
         let (back, _) = try Report.decodeResults(try Report.json(merged, meta: meta))
         #expect(back == merged)
@@ -132,8 +132,8 @@ import Testing
 
     func observations(_ fixture: String, image: String) throws -> Observations {
         let log = try Fixture.text(fixture).split(whereSeparator: \.isNewline).map(String.init)
-        var o = Observations(profile: "seed", image: image, machine: "pc, 4G, 1 CPU", commandLine: "cma=1G@1-2G",
-                             accelerator: "tcg", ending: "powered-off", boot: KernelLogParser.facts(from: log))
+        var o = Observations(profile: "seed", image: image, machine: MachineSpec(memory: .gib(4)), commandLine: "cma=1G@1-2G",
+                             accelerator: "tcg", ending: .poweredOff, boot: KernelLogParser.facts(from: log))
         o.kernelRelease = o.boot.kernelRelease
         return o
     }
@@ -160,8 +160,8 @@ import Testing
     }
 
     @Test func pairingKeyDropsOnlyTheImage() {
-        #expect(ObservationDiff.pairingKey(verdict("seed@cma-6.1[memory=8G]", image: "cma-6.1")) == "seed[memory=8G]")
-        #expect(ObservationDiff.pairingKey(verdict("seed@cma-6.12", image: "cma-6.12")) == "seed")
+        #expect(ObservationDiff.pairingKey(verdict("seed", image: "cma-6.1", memory: .gib(8))) == "seed[memory=8G]")
+        #expect(ObservationDiff.pairingKey(verdict("seed", image: "cma-6.12")) == "seed")
         #expect(ObservationDiff.maskPointers("cma: __cma_alloc(): returned (____ptrval____)") == "cma: __cma_alloc(): returned <ptr>")
         #expect(ObservationDiff.maskPointers("cma: cma_release(page 00000000deadbeef, count 5)") == "cma: cma_release(page <ptr>, count 5)")
     }

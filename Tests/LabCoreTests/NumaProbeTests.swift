@@ -18,8 +18,8 @@ import Testing
     static let numaAreas: [(String, UInt64, UInt64)] = [("numa0", 501248, 16384), ("numa1", 1052672, 8192), ("pernuma0", 517632, 4096), ("pernuma1", 1048576, 4096)]
 
     static func observations(_ log: [String] = numaLog) -> Observations {
-        var o = Observations(profile: "t", image: "cma-6.12-numa", machine: "pc, 4G", commandLine: "", accelerator: "tcg",
-                             ending: "powered-off", boot: KernelLogParser.facts(from: log))
+        var o = Observations(profile: "t", image: "cma-6.12-numa", machine: MachineSpec(memory: .gib(4)), commandLine: "", accelerator: "tcg",
+                             ending: .poweredOff, boot: KernelLogParser.facts(from: log))
         o.areas = numaAreas.map { AreaSnapshot(name: $0.0, basePFN: $0.1, count: $0.2, used: 0, maxchunk: $0.2, orderPerBit: 0, sysfs: [:]) }
         return o
     }
@@ -35,14 +35,14 @@ import Testing
     @Test func nodesExpectationPassesAndFailsWithTheObservedNode() throws {
         let p = try Profile.parse("name: t\nexpect:\n  nodes: {numa0: 0, numa1: 1, pernuma1: 1}\n", file: "t.yaml")
         #expect(p.expect.areaNodes == ["numa0": 0, "numa1": 1, "pernuma1": 1])
-        let ok = Evaluate.checks(p, Self.observations(), log: [])
+        let ok = Evaluate.checks(p, Self.observations(), messages: [])
         #expect(ok.map(\.name) == ["nodes.numa0", "nodes.numa1", "nodes.pernuma1"] && ok.allSatisfy(\.passed))
 
         let wrong = try Profile.parse("name: t\nexpect:\n  nodes: {numa1: 0, hugetlb0: 0}\n", file: "t.yaml")
-        let checks = Evaluate.checks(wrong, Self.observations(), log: [])
+        let checks = Evaluate.checks(wrong, Self.observations(), messages: [])
         #expect(checks.map(\.summary) == ["nodes.hugetlb0: expected node 0, observed no area hugetlb0", "nodes.numa1: expected node 0, observed node 1"])
         // Without SRAT lines the node is unknown, and the check fails saying why.
-        let none = Evaluate.checks(p, Self.observations([]), log: [])
+        let none = Evaluate.checks(p, Self.observations([]), messages: [])
         #expect(none.allSatisfy { !$0.passed && $0.observed.contains("no `ACPI: SRAT: Node` lines") })
     }
 
@@ -90,7 +90,7 @@ import Testing
 
     @Test func peakRSSLineNamesTheLargestRun() {
         func verdict(_ name: String, _ kib: UInt64?) -> Verdict {
-            var o = Observations(profile: name, image: "cma-6.12", machine: "", commandLine: "", accelerator: "tcg", ending: "powered-off", boot: BootLogFacts())
+            var o = Observations(profile: name, image: "cma-6.12", machine: MachineSpec(memory: .gib(4)), commandLine: "", accelerator: "tcg", ending: .poweredOff, boot: BootLogFacts())
             o.qemuPeakRSSKiB = kib
             return Verdict(profile: name, image: "cma-6.12", kind: .pass, checks: [], observations: o)
         }

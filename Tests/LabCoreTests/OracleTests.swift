@@ -37,7 +37,8 @@ enum OracleFixture {
         try Fixture.text("oracle-cases.tsv").split(separator: "\n").map { row in
             let f = row.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             let machineParts = f.count == 8 ? f[2].split(separator: ";").map(String.init) : []
-            guard f.count == 8, let machine = MachineType(rawValue: machineParts.first ?? ""), let initrd = UInt64(f[5]) else {
+            guard f.count == 8, let machine = MachineType(rawValue: machineParts.first ?? ""), let initrd = UInt64(f[5]),
+                  RunEnding(rawValue: f[6]) != nil else {
                 throw FixtureError("bad oracle-cases.tsv row: \(row)")
             }
             var boot = RecordedBoot(image: f[0], release: f[1], machine: machine, memory: try ByteSize.parse(f[3]), cmdline: f[4],
@@ -77,8 +78,8 @@ enum OracleFixture {
 
     /// Observations as a run would build them from this console (no agent: the outcome comes from the log).
     static func observations(_ b: RecordedBoot, _ image: RecordedImage) -> Observations {
-        var o = Observations(profile: "fixture", image: b.image, machine: "\(b.machine.rawValue), \(b.memory)", commandLine: b.cmdline,
-                             accelerator: "tcg", ending: b.ending, boot: b.facts)
+        var o = Observations(profile: "fixture", image: b.image, machine: b.spec, commandLine: b.cmdline,
+                             accelerator: "tcg", ending: RunEnding(rawValue: b.ending)!, boot: b.facts)
         o.configCMA = image.config.isEnabled("CMA")
         return o
     }
@@ -209,7 +210,7 @@ struct FixtureError: Error, CustomStringConvertible {
         p.outcome = .failed
         #expect(Oracle.compare(p, with: o)?.divergence?.contains("outcome: predicted failed, observed reserved") == true)
         var timedOut = o
-        timedOut.ending = "timeout"
+        timedOut.ending = .timeout
         #expect(Oracle.compare(p, with: timedOut) == nil)
     }
 

@@ -57,7 +57,7 @@ import Testing
               - pressure: {size: 80%, of: free-outside-cma, min-in-cma: 64M}
               - alloc: {pages: all, repeat: 3, max-latency: 2s, min-migrated: 1}
             """)
-        var o = Observations(profile: "p", image: "cma-6.12", machine: "pc, 4G, 1 CPU", commandLine: "", accelerator: "tcg", ending: "powered-off", boot: BootLogFacts())
+        var o = Observations(profile: "p", image: "cma-6.12", machine: MachineSpec(memory: .gib(4)), commandLine: "", accelerator: "tcg", ending: .poweredOff, boot: BootLogFacts())
         o.meminfo = [MeminfoSnapshot(label: "boot", cmaTotalKiB: 1 << 20, cmaFreeKiB: 1 << 20, memTotalKiB: nil, memFreeKiB: nil)]
         var pressure = StepRecord(index: 0, kind: .pressure, summary: "", status: 0, seconds: 9)
         pressure.heldBytes = 2_439_565_312
@@ -69,7 +69,7 @@ import Testing
         alloc.areaBefore = AreaSnapshot(name: "reserved", basePFN: 0x3f400, count: 262_144, used: 0, maxchunk: 262_144, orderPerBit: 0, sysfs: [:])
         alloc.areaAfter = AreaSnapshot(name: "reserved", basePFN: 0x3f400, count: 262_144, used: 262_144, maxchunk: 0, orderPerBit: 0, sysfs: [:])
         o.steps = [pressure, alloc]
-        var checks = Evaluate.checks(p, o, log: [])
+        var checks = Evaluate.checks(p, o, messages: [])
         #expect(Evaluate.verdictKind(checks) == .pass, "\(checks.filter { !$0.passed })")
         #expect(checks.first { $0.name == "steps[1].alloc.latency" }?.observed == "min 24 ms, median 25 ms, max 1.42 s")
         #expect(checks.first { $0.name == "steps[0].pressure.in-cma" }?.passed == true)
@@ -79,12 +79,12 @@ import Testing
         o.steps[1].vmstatDelta = ["pgmigrate_success": 0]
         o.steps[1].attemptErrnos = [0, 12, 0]
         o.steps[0].cmaLentPages = 10
-        checks = Evaluate.checks(p, o, log: [])
+        checks = Evaluate.checks(p, o, messages: [])
         #expect(Set(checks.filter { !$0.passed }.map(\.name)) == ["steps[0].pressure.in-cma", "steps[1].alloc.repeats", "steps[1].alloc.latency", "steps[1].alloc.migrated"])
     }
 
     @Test func diffShowsALatencyChange() {
-        var a = Observations(profile: "p", image: "a", machine: "m", commandLine: "", accelerator: "tcg", ending: "powered-off", boot: BootLogFacts())
+        var a = Observations(profile: "p", image: "a", machine: MachineSpec(memory: .gib(4)), commandLine: "", accelerator: "tcg", ending: .poweredOff, boot: BootLogFacts())
         var b = a
         var s = StepRecord(index: 0, kind: .alloc, summary: "", status: 0, seconds: 1)
         s.attemptNanoseconds = [100_000_000, 110_000_000, 120_000_000]

@@ -13,8 +13,8 @@ import Testing
         boot.reserved = [ReservedArea(sizeMiB: 1024, base: 0x3fc0_0000, node: -1)]
         boot.memoryCmaReservedKiB = 1_048_576
         boot.cmaLines = ["cma: Reserved 1024 MiB at 0x000000003fc00000 on node -1"]
-        var obs = Observations(profile: "fixed-range", image: "cma-6.12", machine: "pc", commandLine: "console=ttyS0 cma=1G@1-2G",
-                               accelerator: "tcg", ending: "powered-off", boot: boot)
+        var obs = Observations(profile: "fixed-range", image: "cma-6.12", machine: MachineSpec(memory: .gib(4)), commandLine: "console=ttyS0 cma=1G@1-2G",
+                               accelerator: "tcg", ending: .poweredOff, boot: boot)
         obs.kernelRelease = "6.12.117"
         obs.meminfo = [MeminfoSnapshot(label: "boot", cmaTotalKiB: 1_048_576, cmaFreeKiB: 1_048_000, memTotalKiB: 4_000_000, memFreeKiB: nil)]
         obs.areas = [AreaSnapshot(name: "reserved", basePFN: 0x3fc00, count: 262_144, used: 0, maxchunk: 262_144, orderPerBit: 0,

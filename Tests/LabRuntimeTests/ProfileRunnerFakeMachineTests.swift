@@ -38,7 +38,7 @@ import LabTestKit
         #expect(steps.map(\.status) == [ENOMEM, 0, 0])
         #expect(steps[1].areaAfter?.used == 16_384)
         #expect(steps[2].areaAfter?.used == 0)
-        #expect(v.observations?.ending == "powered-off")
+        #expect(v.observations?.ending == .poweredOff)
         #expect(launcher.machines.first?.requests.contains(.poweroff) == true)
     }
 
@@ -128,7 +128,7 @@ import LabTestKit
         let started = Date()
         let (v, launcher, _) = try Self.run(try Self.repoProfile("crash-fixed-in-ram-hole"), guest)
         #expect(v.kind == .pass, "\(Self.failed(v))")
-        #expect(v.observations?.ending == "kernel-crash")
+        #expect(v.observations?.ending == .kernelCrash)
         #expect(v.observations?.crash?.kind == .panic)
         #expect(launcher.machines.first?.requests.isEmpty == true)
         #expect(Date().timeIntervalSince(started) < 2)
@@ -140,7 +140,7 @@ import LabTestKit
                                                                "[    3.000100] Kernel panic - not syncing: Fatal exception"])]
         let (v, _, _) = try Self.run(try Self.repoProfile("alloc-larger-than-area"), guest)
         #expect(v.kind == .fail)
-        #expect(v.observations?.ending == "kernel-crash")
+        #expect(v.observations?.ending == .kernelCrash)
         #expect(v.observations?.crash?.summary.contains("page fault") == true || v.observations?.crash?.summary.contains("Fatal exception") == true)
         #expect(v.checks.contains { $0.name == "steps[0].alloc" && !$0.passed })
         #expect(v.consoleTail.last?.contains("Kernel panic") == true)
@@ -154,7 +154,7 @@ import LabTestKit
         let started = Date()
         let (v, _, _) = try Self.run(p, guest)
         #expect(v.kind == .error)
-        #expect(v.observations?.ending == "timeout")
+        #expect(v.observations?.ending == .timeout)
         #expect(v.error?.contains("timed out") == true && v.error?.contains("the agent to start") == true, "\(v.error ?? "")")
         #expect(Date().timeIntervalSince(started) < 2)
     }
@@ -175,7 +175,7 @@ import LabTestKit
         guest.faults = [.machineVanishes(on: .first("cmaFree"))]
         let (v, _, _) = try Self.run(try Self.repoProfile("alloc-larger-than-area"), guest)
         #expect(v.kind == .error)
-        #expect(v.observations?.ending == "qemu-failed")
+        #expect(v.observations?.ending == .qemuFailed)
     }
 
     @Test func wrongAnswerFromTheAgentIsALabError() throws {
@@ -185,7 +185,7 @@ import LabTestKit
         #expect(v.kind == .error)
         #expect(v.error?.contains("unexpected answer to meminfo") == true, "\(v.error ?? "")")
         // The machine is still stopped: nothing keeps running after the verdict.
-        #expect(v.observations?.ending == "lab-error")
+        #expect(v.observations?.ending == .labError)
     }
 
     @Test func garbageOnTheChannelIsSkipped() throws {
