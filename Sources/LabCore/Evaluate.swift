@@ -17,7 +17,11 @@ public enum Evaluate {
         let areas = o.areas.filter { ($0.count ?? 0) > 0 }
         if let a = areas.first(where: { $0.name == "reserved" }) ?? (areas.count == 1 ? areas.first : nil),
            let pfn = a.basePFN, let count = a.count {
-            return (pfn * 4096, count * 4096, "debugfs \(a.name)")
+            // The guest's numbers: a base or size past 2^64 is impossible, so the boot log's line decides instead.
+            let base = pfn.multipliedReportingOverflow(by: 4096), size = count.multipliedReportingOverflow(by: 4096)
+            if !base.overflow, !size.overflow, !base.partialValue.addingReportingOverflow(size.partialValue).overflow {
+                return (base.partialValue, size.partialValue, "debugfs \(a.name)")
+            }
         }
         if let r = o.boot.reserved.first, o.boot.reserved.count == 1 || o.areas.isEmpty {
             return (r.base, r.sizeMiB << 20, "boot log")
