@@ -1,7 +1,7 @@
 /// The kernel command line as a typed value: an ordered list of parameters, split the way the kernel's
 /// `next_arg()` splits them (whitespace separates, double quotes group), rendered back in order.
-public struct KernelCommandLine: Equatable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
-    public struct Parameter: Equatable, Sendable {
+public struct KernelCommandLine: Equatable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral, Codable {
+    public struct Parameter: Equatable, Sendable, Codable {
         public var key: String
         public var value: String?
         public init(key: String, value: String? = nil) { self.key = key; self.value = value }
@@ -16,6 +16,9 @@ public struct KernelCommandLine: Equatable, Sendable, CustomStringConvertible, E
     public private(set) var parameters: [Parameter]
 
     public init(_ parameters: [Parameter] = []) { self.parameters = parameters }
+    /// Coded as the list of parameters (`[{"key": "cma", "value": "1G@1-2G"}, ...]`).
+    public init(from decoder: any Decoder) throws { parameters = try [Parameter](from: decoder) }
+    public func encode(to encoder: any Encoder) throws { try parameters.encode(to: encoder) }
     public init(stringLiteral value: String) { self.init(parsing: value) }
 
     /// Splits like `next_arg()` in lib/cmdline.c: a quote toggles "in quotes"; quotes around a value are dropped.

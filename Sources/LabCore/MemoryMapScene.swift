@@ -100,7 +100,7 @@ public struct MemoryMapScene: Equatable, Sendable {
         if let sizes = kernelImageKiB(boot.memoryLine) {
             let sizeNote = "sized as the sum of the Memory: line's code, rwdata, rodata, init and bss (\(sizes)K; section padding is not counted)"
             let kaslr = kernelConfig.map { $0.isEnabled("RANDOMIZE_BASE") } == true
-                && !KernelCommandLine(parsing: boot.commandLine ?? o.commandLine).contains("nokaslr")
+                && !(boot.commandLine.map { KernelCommandLine(parsing: $0) } ?? o.commandLineParameters).contains("nokaslr")
             if kaslr {
                 scene.notes.append("The kernel image is not drawn: this kernel has CONFIG_RANDOMIZE_BASE=y (KASLR), so its physical address is random.")
             } else {
@@ -195,7 +195,7 @@ public struct MemoryMapScene: Equatable, Sendable {
 
     /// The `cma=` request's window: `[base, limit)` for `@base[-limit]` (a limit of 0 means "no limit").
     static func requestWindow(_ o: Observations) -> Window? {
-        let line = KernelCommandLine(parsing: o.boot.commandLine ?? o.commandLine)
+        let line = o.boot.commandLine.map { KernelCommandLine(parsing: $0) } ?? o.commandLineParameters
         guard let value = line.value(of: "cma"), let req = try? CMARequest.parse(value), let base = req.base, req.size > 0 else { return nil }
         let limit = req.limit ?? 0
         let end = limit == 0 ? UInt64.max : limit

@@ -218,7 +218,12 @@ public struct Observations: Codable, Equatable, Sendable {
     /// use. Files written before it existed get it from `machine` when decoded (`MachineSpec.legacy(summary:)`);
     /// nil only when that text names no memory size.
     public var machineSpec: MachineSpec?
+    /// The effective kernel command line as text (JSON `commandLine`), for people.
     public var commandLine: String
+    /// The same command line as parameters (JSON `commandLineParameters`, added after `commandLine`): what the
+    /// memory map reads when the boot log has no `Kernel command line:` line. Files written before it existed get
+    /// it from `commandLine` when decoded.
+    public var commandLineParameters: KernelCommandLine
     public var accelerator: String
     /// How the run ended.
     public var ending: RunEnding
@@ -238,13 +243,14 @@ public struct Observations: Codable, Equatable, Sendable {
     public var qemuPeakRSSKiB: UInt64?
     public var wallSeconds: Double = 0
     public var runDirectory: String = ""
-    public init(profile: String, image: String, machine: MachineSpec, commandLine: String, accelerator: String, ending: RunEnding, boot: BootLogFacts) {
-        self.profile = profile; self.image = image; self.machine = machine.summary; self.machineSpec = machine; self.commandLine = commandLine
+    public init(profile: String, image: String, machine: MachineSpec, commandLine: KernelCommandLine, accelerator: String, ending: RunEnding, boot: BootLogFacts) {
+        self.profile = profile; self.image = image; self.machine = machine.summary; self.machineSpec = machine
+        self.commandLine = commandLine.description; self.commandLineParameters = commandLine
         self.accelerator = accelerator; self.ending = ending; self.boot = boot
     }
 
     enum CodingKeys: String, CodingKey {
-        case profile, image, kernelRelease, machine, machineSpec, commandLine, accelerator, ending, crash, boot, configCMA, meminfo, areas, steps
+        case profile, image, kernelRelease, machine, machineSpec, commandLine, commandLineParameters, accelerator, ending, crash, boot, configCMA, meminfo, areas, steps
         case skippedSteps, agentReadySeconds, agentReadyUptimeSeconds, qemuPeakRSSKiB, wallSeconds, runDirectory
     }
 
@@ -257,6 +263,9 @@ public struct Observations: Codable, Equatable, Sendable {
         machine = try c.decode(String.self, forKey: .machine)
         machineSpec = try c.decodeIfPresent(MachineSpec.self, forKey: .machineSpec) ?? MachineSpec.legacy(summary: machine)
         commandLine = try c.decode(String.self, forKey: .commandLine)
+        // Legacy path only: files written before `commandLineParameters` carry the text alone.
+        commandLineParameters = try c.decodeIfPresent(KernelCommandLine.self, forKey: .commandLineParameters)
+            ?? KernelCommandLine(parsing: commandLine)
         accelerator = try c.decode(String.self, forKey: .accelerator)
         ending = try c.decode(RunEnding.self, forKey: .ending)
         crash = try c.decodeIfPresent(CrashReport.self, forKey: .crash)

@@ -47,7 +47,7 @@ public final class ProfileRunner: @unchecked Sendable {
         let run = session.run
 
         var obs = Observations(profile: profile.name, image: imageName, machine: session.plan.machine,
-                               commandLine: session.plan.effectiveCommandLine.description,
+                               commandLine: session.plan.effectiveCommandLine,
                                accelerator: session.plan.accelerator.rawValue, ending: .notBooted, boot: BootLogFacts())
         obs.configCMA = config.map { $0.isEnabled("CMA") }
         if !skipped.isEmpty { obs.skippedSteps = skipped }

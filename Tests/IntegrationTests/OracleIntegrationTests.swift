@@ -63,7 +63,7 @@ extension Integration {
                                         machine: MachineSpec(memory: try ByteSize.parse(pick.memory), type: MachineType(rawValue: pick.machine)!),
                                         commandLine: KernelCommandLine(parsing: facts.commandLine ?? pick.cmdline), initrdSize: size,
                                         kernelImage: OracleRuntime.kernelImage(kernel.kernel))
-                var o = Observations(profile: "oracle-it", image: pick.image, machine: input.machine, commandLine: pick.cmdline,
+                var o = Observations(profile: "oracle-it", image: pick.image, machine: input.machine, commandLine: KernelCommandLine(parsing: pick.cmdline),
                                      accelerator: "tcg", ending: try #require(RunEnding(rawValue: ending)), boot: facts)
                 o.configCMA = config.isEnabled("CMA")
                 let check = try #require(Oracle.compare(Oracle.predict(input), with: o))

@@ -13,7 +13,7 @@ import Testing
     static func observations(console name: String, profile: String, machine: MachineSpec, crashed: Bool = false) throws -> Observations {
         let lines = try Fixture.text(name).split(whereSeparator: \.isNewline).map(String.init)
         let boot = KernelLogParser.facts(from: lines)
-        var o = Observations(profile: profile, image: "cma-6.12", machine: machine, commandLine: boot.commandLine ?? "",
+        var o = Observations(profile: profile, image: "cma-6.12", machine: machine, commandLine: KernelCommandLine(parsing: boot.commandLine ?? ""),
                              accelerator: "tcg", ending: crashed ? .kernelCrash : .poweredOff, boot: boot)
         if crashed {
             o.crash = CrashReport(kind: .panic, headline: "BUG: unable to handle page fault for address: ffffea0003000000",

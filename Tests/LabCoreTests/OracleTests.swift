@@ -78,7 +78,7 @@ enum OracleFixture {
 
     /// Observations as a run would build them from this console (no agent: the outcome comes from the log).
     static func observations(_ b: RecordedBoot, _ image: RecordedImage) -> Observations {
-        var o = Observations(profile: "fixture", image: b.image, machine: b.spec, commandLine: b.cmdline,
+        var o = Observations(profile: "fixture", image: b.image, machine: b.spec, commandLine: KernelCommandLine(parsing: b.cmdline),
                              accelerator: "tcg", ending: RunEnding(rawValue: b.ending)!, boot: b.facts)
         o.configCMA = image.config.isEnabled("CMA")
         return o

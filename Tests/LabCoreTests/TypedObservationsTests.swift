@@ -140,3 +140,23 @@ extension TypedObservationsTests {
         #expect(AreaSnapshot(CMAArea(name: "empty")) == AreaSnapshot(name: "empty", basePFN: nil, count: nil, used: nil, maxchunk: nil, orderPerBit: nil, sysfs: [:]))
     }
 }
+
+extension TypedObservationsTests {
+    // MARK: - The command line
+
+    @Test func observationsCarryTheCommandLineAsParameters() throws {
+        let line = KernelCommandLine(parsing: #"console=ttyS0 dyndbg="file mm/cma.c +p" cma=1G@1-2G nokaslr"#)
+        let o = Observations(profile: "p", image: "i", machine: MachineSpec(memory: .gib(4)), commandLine: line,
+                             accelerator: "tcg", ending: .poweredOff, boot: BootLogFacts())
+        #expect(o.commandLine == line.description)
+        let json = try Self.encode(o)
+        #expect(json.contains(#""commandLineParameters":[{"key":"console","value":"ttyS0"},{"key":"dyndbg","value":"file mm\/cma.c +p"}"#))
+        #expect(json.contains(#"{"key":"nokaslr"}"#))
+        #expect(try Self.decode(Observations.self, json).commandLineParameters == line)
+        // A file written before the field: the parameters come from the text.
+        var legacy = json
+        legacy.removeSubrange(try #require(legacy.firstRange(of: #/"commandLineParameters":\[[^\]]*\],/#)))
+        #expect(!legacy.contains("commandLineParameters"))
+        #expect(try Self.decode(Observations.self, legacy).commandLineParameters == line)
+    }
+}
