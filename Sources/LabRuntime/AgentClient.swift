@@ -159,27 +159,47 @@ public final class AgentClient: @unchecked Sendable {
         }
     }
 
-    private func readAvailable() {
+    /// How long `readAvailable` decodes before it lets the event loop check its deadline and signals.
+    static let timeSlice: TimeInterval = 0.1
+    /// Checksum work (bytes) the decoder does between looks at the clock.
+    static let decodeStep = 1 << 20
+
+    /// Reads and decodes what the guest sent, for at most one time slice. Returns true when it stopped
+    /// with bytes left to decode or to read.
+    private func readAvailable() -> Bool {
+        let sliceEnd = Date().addingTimeInterval(Self.timeSlice)
         while fd >= 0 {
+            let drained = decodeBuffered(until: sliceEnd)
+            if unwantedBytes > garbageLimit {
+                stopReading(flooded: floodReason())
+                return false
+            }
+            if !drained || Date() >= sliceEnd { return true }
             let n = recv(fd, &buffer, buffer.count, 0)
             if n > 0 {
                 decoder.feed(buffer[0..<n])
                 notePeak()
-                while let frame = decoder.next() {
-                    dispatch(frame)
-                    notePeak()
-                }
-                if unwantedBytes > garbageLimit {
-                    stopReading(flooded: floodReason())
-                    return
-                }
                 continue
             }
             if n == 0 || (errno != EAGAIN && errno != EINTR) {
                 closed = true
                 machine.agentFD = -1
             }
-            return
+            return false
+        }
+        return false
+    }
+
+    /// Hands out the frames the decoder can find in what it holds. False when `sliceEnd` came first.
+    private func decodeBuffered(until sliceEnd: Date) -> Bool {
+        while true {
+            var budget = Self.decodeStep
+            while let frame = decoder.next(budget: &budget) {
+                dispatch(frame)
+                notePeak()
+            }
+            if budget > 0 { return true }
+            if Date() >= sliceEnd { return false }
         }
     }
 
