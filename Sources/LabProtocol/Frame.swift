@@ -74,13 +74,31 @@ public struct DecoderStats: Equatable, Sendable {
 /// header never makes the decoder wait for its payload: scanning resumes right after
 /// its magic. Memory stays bounded: after `next()` has returned nil, the buffer holds
 /// less than one header plus `maxPayload` bytes; a `feed` adds at most its own chunk.
+///
+/// Rejecting costs work linear in the bytes received, whatever lengths headers claim: the decoder keeps
+/// the CRC-32 of the stream at every `markSpacing` bytes, so the checksum of a candidate frame (header
+/// bytes 0..<16, then the payload) comes from two of those marks, at most `markSpacing - 1` bytes past
+/// each, its 16 header bytes, and one shift by its length (`CRC32.shift`), never from its whole payload.
+/// Each byte is checksummed once on arrival, and each candidate (at least 6 bytes from the next: version
+/// and kind are not "C") costs at most 16 + 2 × 15 bytes more.
 public struct FrameDecoder: Sendable {
     public let maxPayload: Int
     public private(set) var stats = DecoderStats()
+    /// Bytes run through CRC-32 table steps so far (the stream once, plus each candidate's header and the
+    /// bytes between its ends and the nearest marks): the decoder's work, for tests.
+    public private(set) var checksummedBytes: UInt64 = 0
 
-    /// Unconsumed bytes are `buffer[start...]`; the prefix is compacted away on feed.
+    /// Bytes between the stream checksums kept in `marks`.
+    static let markSpacing = 16
+
+    /// Unconsumed bytes are `buffer[start...]`; the prefix is compacted away on feed. `buffer[0]` is at
+    /// a multiple of `markSpacing` in the stream.
     private var buffer: [UInt8] = []
     private var start = 0
+    /// `marks[i]` is the CRC-32 of the stream from its first byte to `buffer[i * markSpacing]` (excluded).
+    private var marks: [UInt32] = [0]
+    /// The CRC-32 of the whole stream so far.
+    private var streamCRC = CRC32()
 
     public init(maxPayload: Int = 16 << 20) {
         precondition(maxPayload >= 0, "maxPayload must not be negative")
@@ -91,19 +109,27 @@ public struct FrameDecoder: Sendable {
     public var bufferedByteCount: Int { buffer.count - start }
 
     public mutating func feed(_ bytes: some Collection<UInt8>) {
-        if start > 0 {
-            buffer.removeSubrange(0..<start)
-            start = 0
-        }
+        compact(release: false)
+        let old = buffer.count
         buffer.append(contentsOf: bytes)
+        extendMarks(from: old)
     }
 
     /// The next valid frame, or nil when more bytes are needed.
     public mutating func next() -> Frame? {
+        var unlimited = Int.max
+        return next(budget: &unlimited)
+    }
+
+    /// The next valid frame, or nil. Each candidate examined takes its checksum work (in bytes) from
+    /// `budget`; once it is spent, returns nil with `budget <= 0` and the rest for the next call. Nil
+    /// with `budget > 0` means more bytes are needed.
+    public mutating func next(budget: inout Int) -> Frame? {
         let header = Frame.headerSize
-        while true {
+        while budget > 0 {
             guard syncToMagic() else { return nil }
             guard buffer.count - start >= header else { return nil }
+            budget -= header
 
             let version = buffer[start + 4]
             let kindByte = buffer[start + 5]
@@ -125,23 +151,69 @@ public struct FrameDecoder: Sendable {
             }
             guard buffer.count - start >= header + length else { return nil }
 
-            let payloadRange = (start + header)..<(start + header + length)
-            var crc = CRC32()
-            crc.update(buffer[start..<(start + 16)])
-            crc.update(buffer[payloadRange])
-            if crc.value != readUInt32(at: start + 16) {
+            let before = checksummedBytes
+            let valid = candidateChecksum(length: length) == readUInt32(at: start + 16)
+            budget -= Int(checksummedBytes - before)
+            if !valid {
                 stats.badChecksums += 1
                 skip(Frame.magic.count)
                 continue
             }
+            let payloadRange = (start + header)..<(start + header + length)
             let frame = Frame(kind: kind, id: readUInt32(at: start + 8), payload: Array(buffer[payloadRange]))
             start += header + length
-            if start == buffer.count {
-                buffer.removeAll(keepingCapacity: buffer.capacity <= header + maxPayload)
-                start = 0
-            }
+            if start == buffer.count { compact(release: true) }
             return frame
         }
+        return nil
+    }
+
+    /// CRC-32 over header bytes 0..<16 of the candidate at `start`, then its `length` payload bytes,
+    /// without reading the payload: crc(H ‖ P) = shift(crc(H), |P|) ⊕ crc(P), and
+    /// crc(P) = crc(stream to P's end) ⊕ shift(crc(stream to P's start), |P|).
+    private mutating func candidateChecksum(length: Int) -> UInt32 {
+        let headerCRC = CRC32.checksum(buffer[start..<(start + 16)])
+        checksummedBytes += 16
+        let payloadStart = start + Frame.headerSize
+        let toStart = streamChecksum(upTo: payloadStart)
+        let toEnd = streamChecksum(upTo: payloadStart + length)
+        return CRC32.shift(headerCRC ^ toStart, byZeroBytes: length) ^ toEnd
+    }
+
+    /// The CRC-32 of the stream up to `buffer[index]` (excluded), from the mark at or before it.
+    private mutating func streamChecksum(upTo index: Int) -> UInt32 {
+        let mark = index / Self.markSpacing
+        let from = mark * Self.markSpacing
+        var crc = CRC32(resumingFrom: marks[mark])
+        crc.update(buffer[from..<index])
+        checksummedBytes += UInt64(index - from)
+        return crc.value
+    }
+
+    /// Checksums `buffer[old...]` into the stream checksum, keeping a mark at every `markSpacing` bytes.
+    private mutating func extendMarks(from old: Int) {
+        var index = old
+        while index < buffer.count {
+            let end = min(buffer.count, (index / Self.markSpacing + 1) * Self.markSpacing)
+            streamCRC.update(buffer[index..<end])
+            if end % Self.markSpacing == 0 { marks.append(streamCRC.value) }
+            index = end
+        }
+        checksummedBytes += UInt64(buffer.count - old)
+    }
+
+    /// Drops the consumed bytes up to the last mark at or before `start`, with their marks.
+    /// `release` gives the buffer's memory back when it was grown for a large frame.
+    private mutating func compact(release: Bool) {
+        let drop = start - start % Self.markSpacing
+        guard drop > 0 else { return }
+        if release && buffer.capacity > Frame.headerSize + maxPayload {
+            buffer = Array(buffer[drop...])
+        } else {
+            buffer.removeSubrange(0..<drop)
+        }
+        marks.removeSubrange(0..<(drop / Self.markSpacing))
+        start -= drop
     }
 
     /// Advances `start` to the next occurrence of the magic. Returns false when none is

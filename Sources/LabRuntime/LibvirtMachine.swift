@@ -27,7 +27,7 @@ public final class LibvirtMachine: EventLoopMachine, @unchecked Sendable {
     public var consoleLimit: Int { get { capture.limit } set { capture.limit = newValue } }
     public var onConsoleLine: ((String) -> Void)? { get { capture.onLine } set { capture.onLine = newValue } }
     public var agentFD: Int32 = -1
-    public var onAgentReadable: (() -> Void)?
+    public var onAgentReadable: (() -> Bool)?
 
     private let consoleStream: LibvirtStream
     private let channelStream: LibvirtStream?

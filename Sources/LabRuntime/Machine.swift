@@ -18,7 +18,9 @@ public protocol Machine: AnyObject, Sendable {
     var consoleLimit: Int { get set }
     var onConsoleLine: ((String) -> Void)? { get set }
     var agentFD: Int32 { get set }
-    var onAgentReadable: (() -> Void)? { get set }
+    /// Called when `agentFD` is readable. Returns true when it stopped with work left (a decoding time
+    /// slice ended); the loop then checks its deadline and signals and calls it again without waiting.
+    var onAgentReadable: (() -> Bool)? { get set }
 
     /// Runs the event loop until `condition()` holds (true), the guest ends (false) or the deadline passes
     /// (false, `exit` stays nil). Throws on SIGINT/SIGTERM after stopping the guest.
@@ -71,6 +73,7 @@ extension EventLoopMachine {
     @discardableResult
     func runEventLoop(until deadline: Date, _ condition: () -> Bool) throws(LabError) -> Bool {
         var buf = [UInt8](repeating: 0, count: 65536)
+        var agentBacklog = false
         while true {
             if condition() { return true }
             if exit != nil { return false }
@@ -88,10 +91,10 @@ extension EventLoopMachine {
                        pollfd(fd: agentFD, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: Signals.fd, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: endFD, events: Int16(POLLIN), revents: 0)]
-            let waitMs = Int32(max(1, min(50, deadline.timeIntervalSince(now) * 1000)))
+            let waitMs = agentBacklog ? 0 : Int32(max(1, min(50, deadline.timeIntervalSince(now) * 1000)))
             _ = Glibc.poll(&fds, nfds_t(fds.count), waitMs)
             if fds[0].revents != 0 { capture.read(consoleFD, &buf) }
-            if fds[1].revents != 0 { onAgentReadable?() }
+            if fds[1].revents != 0 || agentBacklog { agentBacklog = onAgentReadable?() ?? false }
             if capture.flooded {
                 stop()
                 record(.qemuFailed(capture.floodReason))

@@ -31,7 +31,7 @@ public final class QEMUMachine: @unchecked Sendable {
     public var onConsoleLine: ((String) -> Void)? { get { capture.onLine } set { capture.onLine = newValue } }
     /// An extra descriptor to poll (the agent socket) and what to do when it is readable.
     public var agentFD: Int32 = -1
-    public var onAgentReadable: (() -> Void)?
+    public var onAgentReadable: (() -> Bool)?
 
     private let process: ChildProcess
     let capture: ConsoleCapture

@@ -157,6 +157,97 @@ import TestSupport
         }
     }
 
+    /// Headers that claim the largest payload and fail their checksum, back to back, then enough filler to
+    /// complete every claim: the work done to reject them is linear in the bytes received, never
+    /// (headers × claimed length).
+    @Test(arguments: [(1 << 20, 1 << 10), (32 << 20, 256)])
+    func badHeadersCostLinearWork(claim: Int, headerBytes: Int) {
+        var decoder = FrameDecoder(maxPayload: claim)
+        var header = Frame(kind: .request, id: 1, payload: []).encoded()
+        header.replaceSubrange(12..<16, with: [UInt8(claim & 0xFF), UInt8(claim >> 8 & 0xFF), UInt8(claim >> 16 & 0xFF), UInt8(claim >> 24)])
+        let headers = (0..<(headerBytes / header.count)).flatMap { _ in header }
+        decoder.feed(headers)
+        #expect(decoder.next() == nil)
+        let filler = [UInt8](repeating: 0, count: 64 << 10)
+        var received = headers.count
+        while received < headers.count + claim + Frame.headerSize {
+            decoder.feed(filler)
+            received += filler.count
+            while decoder.next() != nil {}
+        }
+        let good = Frame(kind: .event, id: 0, payload: [1, 2, 3])
+        decoder.feed(good.encoded())
+        received += good.encoded().count
+        #expect(drain(&decoder) == [good])
+        #expect(decoder.stats.badChecksums == UInt64(headers.count / header.count))
+        // Once on arrival, plus at most 16 + 2 × 15 bytes per candidate (20 bytes apart here).
+        #expect(decoder.checksummedBytes <= 4 * UInt64(received) + 4096, "checksummed \(decoder.checksummedBytes) bytes for \(received) received")
+    }
+
+    /// Headers back to back, each claiming the length that ends at the same place, so that the last byte
+    /// completes all of them at once: still linear, and `next(budget:)` hands the work out in slices.
+    @Test func candidatesCompletedAtOnceCostLinearWorkInSlices() {
+        let count = 20_000
+        let end = count * Frame.headerSize + 4096
+        var stream = [UInt8](repeating: 0, count: end)
+        for i in 0..<count {
+            let p = i * Frame.headerSize
+            var header = Frame(kind: .event, id: UInt32(i), payload: []).encoded()
+            let length = UInt32(end - p - Frame.headerSize)
+            header.replaceSubrange(12..<16, with: withUnsafeBytes(of: length.littleEndian, Array.init))
+            stream.replaceSubrange(p..<(p + Frame.headerSize), with: header)
+        }
+        var decoder = FrameDecoder(maxPayload: 1 << 20)
+        decoder.feed(stream.dropLast())
+        #expect(decoder.next() == nil)
+        decoder.feed(stream.suffix(1))
+        var slices = 0
+        while true {
+            var budget = 64 << 10
+            let frame = decoder.next(budget: &budget)
+            #expect(frame == nil)
+            slices += 1
+            if budget > 0 { break }
+        }
+        #expect(slices > 1)
+        #expect(decoder.checksummedBytes <= 9 * UInt64(stream.count) + 4096, "checksummed \(decoder.checksummedBytes) bytes for \(stream.count) received")
+    }
+
+    /// Which frames are accepted and every counter are exactly those of checksumming each candidate's
+    /// bytes directly (the decoder before the stream checksums), on streams dense with overlapping
+    /// candidates, fed in random chunks.
+    @Test(arguments: [1, 2, 3, 4, 5])
+    func acceptsExactlyWhatDirectChecksummingAccepts(seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        let maxPayload = 300
+        var stream = [UInt8]()
+        while stream.count < 200_000 {
+            let frame = randomFrame(&rng, maxPayload: maxPayload)
+            var bytes = frame.encoded()
+            switch Int.random(in: 0..<6, using: &rng) {
+            case 0: bytes = corrupt(bytes, &rng)
+            case 1: bytes = Array(bytes.prefix(Int.random(in: 4...bytes.count, using: &rng)))
+            case 2: bytes = rng.bytes(Int.random(in: 0...40, using: &rng))
+            default: break
+            }
+            stream += bytes
+        }
+        stream += [UInt8](repeating: 0, count: Frame.headerSize + maxPayload)
+        var decoder = FrameDecoder(maxPayload: maxPayload)
+        var received = [Frame]()
+        var offset = 0
+        while offset < stream.count {
+            let chunk = min(Int.random(in: 1...700, using: &rng), stream.count - offset)
+            decoder.feed(stream[offset..<(offset + chunk)])
+            offset += chunk
+            while let frame = decoder.next() { received.append(frame) }
+        }
+        let reference = DirectDecoder.decode(stream, maxPayload: maxPayload)
+        #expect(received == reference.frames)
+        #expect(decoder.stats == reference.stats)
+        #expect(reference.stats.badChecksums > 100)
+    }
+
     /// Several MB of garbage, valid frames and corrupted frames, fed in random chunks.
     @Test func randomizedStreamRecoversEveryIntactFrame() {
         var rng = SplitMix64(seed: 0xC0FFEE)
@@ -230,3 +321,35 @@ import TestSupport
         return bytes
     }
 }
+
+/// The acceptance rule, written the plain way: at each magic, check version, kind and length, then
+/// checksum the candidate's bytes directly; on a mismatch resume 4 bytes on. Decodes a whole stream at once
+/// and stops at a candidate whose bytes have not all arrived.
+enum DirectDecoder {
+    static func decode(_ s: [UInt8], maxPayload: Int) -> (frames: [Frame], stats: DecoderStats) {
+        var frames = [Frame]()
+        var stats = DecoderStats()
+        var p = 0
+        func u32(_ i: Int) -> UInt32 { UInt32(s[i]) | UInt32(s[i + 1]) << 8 | UInt32(s[i + 2]) << 16 | UInt32(s[i + 3]) << 24 }
+        func reject(_ counter: WritableKeyPath<DecoderStats, UInt64>) { stats[keyPath: counter] += 1; stats.skippedBytes += 4; p += 4 }
+        while p + 4 <= s.count {
+            guard Array(s[p..<(p + 4)]) == Frame.magic else { stats.skippedBytes += 1; p += 1; continue }
+            guard p + Frame.headerSize <= s.count else { break }
+            let length = Int(u32(p + 12))
+            if s[p + 4] != Frame.version { reject(\.badVersions); continue }
+            guard let kind = FrameKind(rawValue: s[p + 5]) else { reject(\.badKinds); continue }
+            if length > maxPayload { reject(\.oversizeFrames); continue }
+            guard p + Frame.headerSize + length <= s.count else { break }
+            let payload = Array(s[(p + Frame.headerSize)..<(p + Frame.headerSize + length)])
+            guard CRC32.checksum(Array(s[p..<(p + 16)]) + payload) == u32(p + 16) else { reject(\.badChecksums); continue }
+            frames.append(Frame(kind: kind, id: u32(p + 8), payload: payload))
+            p += Frame.headerSize + length
+        }
+        // The incremental decoder also discards bytes at the end that cannot start a magic.
+        var tail = p
+        while tail < s.count, !Frame.magic.starts(with: s[tail...].prefix(4)) { tail += 1 }
+        stats.skippedBytes += UInt64(tail - p)
+        return (frames, stats)
+    }
+}
+

@@ -59,6 +59,69 @@ import LabTestKit
         #expect(client.closed)
     }
 
+    /// Frames the guest was not asked for: `count` responses to ids nobody asked (from 50_000 up), each
+    /// carrying `payloadBytes` of exec output.
+    static func unsolicitedResponses(count: Int, payloadBytes: Int) -> [UInt8] {
+        let result = ExecResult(termination: .exited(0), stdout: [UInt8](repeating: 0x41, count: payloadBytes), stderr: [],
+                                stdoutTruncated: false, stderrTruncated: false, durationNanoseconds: 1)
+        let payload = AgentResponse.exec(result).encode()
+        return (0..<count).flatMap { Frame(kind: .response, id: UInt32(50_000 + $0), payload: payload).encoded() }
+    }
+
+    /// Valid frames count against the channel limit: responses to ids that were not asked are dropped and
+    /// counted, and what the client holds stays bounded.
+    @Test func unsolicitedResponsesAreDroppedAndCounted() throws {
+        let lab = try FakeLab()
+        var guest = FakeGuest.cma1G()
+        guest.faults = [.garbageBefore(on: .first("uname"), bytes: Self.unsolicitedResponses(count: 200, payloadBytes: 16 << 10)),
+                        .machineVanishes(on: .first("uname"))]
+        let (machine, client) = try Self.connect(guest, lab: lab)
+        defer { machine.stop() }
+        client.garbageLimit = 1 << 20
+        _ = try client.waitReady(deadline: Date().addingTimeInterval(5))
+        let error = #expect(throws: LabError.self) { try client.request(.uname, timeout: 2) }
+        #expect(error?.message.contains("flooded the agent channel") == true, "\(error?.message ?? "")")
+        #expect(client.peakBufferedBytes <= (1 << 20) + (128 << 10), "held \(client.peakBufferedBytes) bytes")
+        #expect(client.droppedFrames > 0 && client.droppedBytes > 0)
+        #expect(client.closed)
+    }
+
+    /// Huge log events are not kept beyond a small budget.
+    @Test func hugeEventsAreNotKept() throws {
+        let lab = try FakeLab()
+        var guest = FakeGuest.cma1G()
+        let event = Frame(kind: .event, id: 0, payload: AgentEvent.log(String(repeating: "x", count: 512 << 10)).encode()).encoded()
+        guest.faults = [.garbageBefore(on: .first("uname"), bytes: Array((0..<6).map { _ in event }.joined()))]
+        let (machine, client) = try Self.connect(guest, lab: lab)
+        defer { machine.stop() }
+        client.garbageLimit = 8 << 20
+        _ = try client.waitReady(deadline: Date().addingTimeInterval(5))
+        guard case .uname = try client.request(.uname, timeout: 5) else { Issue.record("no uname"); return }
+        #expect(client.peakBufferedBytes <= 1 << 20, "held \(client.peakBufferedBytes) bytes")
+        #expect(client.bufferedBytes <= AgentClient.eventBudget)
+        #expect(client.events.isEmpty && client.droppedFrames == 6)
+    }
+
+    /// Once the event budget is spent, log lines are dropped and counted, but the last fatal message is
+    /// still what a failed wait reports.
+    @Test func fatalMessageSurvivesAFullEventBudget() throws {
+        let lab = try FakeLab()
+        var guest = FakeGuest.cma1G()
+        // One log line fills the budget exactly; the second and the fatal message have no room left.
+        let overhead = AgentEvent.log("").encode().count
+        let log = Frame(kind: .event, id: 0, payload: AgentEvent.log(String(repeating: "y", count: AgentClient.eventBudget - overhead)).encode()).encoded()
+        let fatal = Frame(kind: .event, id: 0, payload: AgentEvent.fatal("out of luck").encode()).encoded()
+        guest.faults = [.garbageBefore(on: .first("uname"), bytes: Array((0..<2).map { _ in log }.joined()) + fatal),
+                        .neverAnswers(on: .first("uname"))]
+        let (machine, client) = try Self.connect(guest, lab: lab)
+        defer { machine.stop() }
+        _ = try client.waitReady(deadline: Date().addingTimeInterval(5))
+        let error = #expect(throws: LabError.self) { try client.request(.uname, timeout: 0.5) }
+        #expect(error?.message.contains("the agent failed: out of luck") == true, "\(error?.message ?? "")")
+        #expect(client.events.count == 1 && client.droppedFrames == 2)
+        #expect(client.bufferedBytes <= AgentClient.eventBudget)
+    }
+
     @Test func matrixRunsEachCellOnItsOwnFakeMachine() throws {
         let lab = try FakeLab()
         let launcher = FakeLauncher { plan in

@@ -25,7 +25,7 @@ public final class FakeMachine: Machine, @unchecked Sendable {
     public var consoleLimit = 64 << 20
     public var onConsoleLine: ((String) -> Void)?
     public var agentFD: Int32 = -1
-    public var onAgentReadable: (() -> Void)?
+    public var onAgentReadable: (() -> Bool)?
     /// How long a crash on the console may go on printing before the machine is stopped (QEMU's is 3 s).
     public var crashGrace: TimeInterval = 0.2
     /// The requests the guest received, in order (filled by the guest thread).
@@ -75,6 +75,7 @@ public final class FakeMachine: Machine, @unchecked Sendable {
 
     @discardableResult
     public func runLoop(until deadline: Date, _ condition: () -> Bool) throws(LabError) -> Bool {
+        var agentBacklog = false
         while true {
             if condition() { return true }
             if exit != nil { return false }
@@ -85,9 +86,9 @@ public final class FakeMachine: Machine, @unchecked Sendable {
             }
             var fds = [pollfd(fd: consoleEOF ? -1 : consoleRead, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: agentFD, events: Int16(POLLIN), revents: 0)]
-            _ = poll(&fds, 2, Int32(max(1, min(50, deadline.timeIntervalSince(now) * 1000))))
+            _ = poll(&fds, 2, agentBacklog ? 0 : Int32(max(1, min(50, deadline.timeIntervalSince(now) * 1000))))
             if fds[0].revents != 0 { readConsole() }
-            if fds[1].revents != 0 { onAgentReadable?() }
+            if fds[1].revents != 0 || agentBacklog { agentBacklog = onAgentReadable?() ?? false }
             if consoleEOF { recordEnd(); return condition() }
         }
     }
