@@ -203,7 +203,7 @@ public struct MatrixSpec: Equatable, Sendable {
             }
             add(image, p, memory: nil, cmdline: "")
         }
-        for (i, e) in exclude.enumerated() where !usedExclusions.contains(i) {
+        for i in exclude.indices where !usedExclusions.contains(i) {
             throw InputError(file: file, path: "exclude[\(i)]", message: "this exclusion matches no cell: check the image and profile names")
         }
         for (i, o) in overrides.enumerated() where !out.contains(where: { o.selector.matches($0) }) {
