@@ -111,7 +111,7 @@ public enum MemoryMapSVG {
             let fill = r.kind == .pciHole ? "url(#\(p)-hole)" : Colors.region(r.kind)
             s += "<rect class=\"region \(r.kind.rawValue)\" data-kind=\"\(r.kind.rawValue)\" data-start=\"\(hex(r.start))\" data-end=\"\(hex(r.end))\" "
             s += "x=\"\(n(x0))\" y=\"\(n(e820Y))\" width=\"\(n(max(x1 - x0, 0.5)))\" height=\"\(n(e820H))\" fill=\"\(fill)\" stroke=\"#ffffff\" stroke-width=\"0.5\">"
-            s += "<title>\(Report.text("\(r.label): [\(hex(r.start)), \(hex(r.end))) \(size(r.end - r.start))"))</title></rect>\n"
+            s += "<title>\(Report.text("\(r.label): [\(hex(r.start)), \(hex(r.end))) \(size(r.length))"))</title></rect>\n"
         }
         for seg in scale.segments where seg.isBreak {
             // Two slanted strokes: the address space here is compressed.
@@ -144,7 +144,7 @@ public enum MemoryMapSVG {
             s += "<rect class=\"mark \(m.kind.rawValue)\" data-kind=\"\(m.kind.rawValue)\" data-name=\"\(Report.attr(m.name))\" "
             s += "data-start=\"\(hex(m.start))\" data-end=\"\(hex(m.end))\" x=\"\(n(x0))\" y=\"\(n(y0))\" width=\"\(n(x1 - x0))\" height=\"\(n(h))\" "
             s += "fill=\"\(fill)\"\(warn ? " fill-opacity=\"0.85\" stroke=\"#8a0014\" stroke-width=\"2\"" : " stroke=\"#ffffff\" stroke-width=\"0.5\"")>"
-            s += "<title>\(Report.text("\(m.name): [\(hex(m.start)), \(hex(m.end))) \(size(m.end - m.start))\(m.approximate ? " (approximate)" : "")"))</title></rect>\n"
+            s += "<title>\(Report.text("\(m.name): [\(hex(m.start)), \(hex(m.end))) \(size(m.length))\(m.approximate ? " (approximate)" : "")"))</title></rect>\n"
         }
         s += "</g>\n"
 
@@ -264,13 +264,14 @@ public enum MemoryMapSVG {
         for b in boundaries { candidates.append((b, priority(b))) }
         for seg in scale.segments where !seg.isBreak && seg.x1 - seg.x0 >= 90 {
             // Steps of a power of two MiB, about 70 px apart.
-            let span = seg.end - seg.start
+            let span = max(MemoryMapScene.length(seg.start, seg.end), 1)
             var step: UInt64 = 1 << 20
             while Double(step) / Double(span) * (seg.x1 - seg.x0) < 70, step < 1 << 62 { step <<= 1 }
-            var a = (seg.start / step + 1) * step
-            while a < seg.end {
+            // Checked: a segment can end at the top of the 64-bit address space.
+            var next = MemoryMapScene.scaled(seg.start / step + 1, by: step)
+            while let a = next, a < seg.end {
                 if !boundaries.contains(a) { candidates.append((a, 2 + (a % (1 << 30) == 0 ? 0 : 1))) }
-                a += step
+                next = MemoryMapScene.end(of: a, length: step)
             }
         }
         candidates.sort { ($0.priority, $0.address) < ($1.priority, $1.address) }
@@ -305,7 +306,7 @@ public enum MemoryMapSVG {
     static func regionCaption(_ r: MemoryMapScene.Region, width: Double) -> String? {
         guard r.end > 1 << 20 else { return nil }
         let name = r.kind == .mmconfig ? "MMCONFIG" : r.label
-        for text in ["\(name) \(size(r.end - r.start))", name] where Double(text.count) * charWidth <= width { return text }
+        for text in ["\(name) \(size(r.length))", name] where Double(text.count) * charWidth <= width { return text }
         return nil
     }
 

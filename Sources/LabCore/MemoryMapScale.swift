@@ -26,11 +26,11 @@ public struct MemoryMapScale: Equatable, Sendable {
                 groups[groups.count - 1].end = r.end
                 continue
             }
-            let mib = Double(r.end - r.start) / 1_048_576
+            let mib = Double(r.length) / 1_048_576
             switch r.kind {
             case _ where r.end <= 1 << 20:
                 groups.append((r.start, r.end, Self.lowMemoryWidth, 0, false))
-            case .unmapped where r.start >= 1 << 32 && r.end - r.start > 1 << 30:
+            case .unmapped where r.start >= 1 << 32 && r.length > 1 << 30:
                 groups.append((r.start, r.end, Self.breakWidth, 0, true))
             case .reserved, .firmware, .unmapped:
                 groups.append((r.start, r.end, nil, Self.weight(min(mib, 256)), false))
@@ -63,7 +63,7 @@ public struct MemoryMapScale: Equatable, Sendable {
             if segments[mid].end <= address { lo = mid + 1 } else { hi = mid }
         }
         let s = segments[lo]
-        let f = Double(address - s.start) / Double(s.end - s.start)
+        let f = Double(MemoryMapScene.length(s.start, address)) / Double(max(MemoryMapScene.length(s.start, s.end), 1))
         return s.x0 + f * (s.x1 - s.x0)
     }
 

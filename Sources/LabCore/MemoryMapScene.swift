@@ -33,6 +33,8 @@ public struct MemoryMapScene: Equatable, Sendable {
         public init(start: UInt64, end: UInt64, kind: RegionKind, label: String) {
             self.start = start; self.end = end; self.kind = kind; self.label = label
         }
+        /// `end - start`, or 0 when the range is empty or reversed.
+        public var length: UInt64 { MemoryMapScene.length(start, end) }
     }
 
     public enum MarkKind: String, Sendable, Equatable {
@@ -58,6 +60,8 @@ public struct MemoryMapScene: Equatable, Sendable {
         public init(start: UInt64, end: UInt64, kind: MarkKind, name: String, detail: String, approximate: Bool = false) {
             self.start = start; self.end = end; self.kind = kind; self.name = name; self.detail = detail; self.approximate = approximate
         }
+        /// `end - start`, or 0 when the range is empty or reversed.
+        public var length: UInt64 { MemoryMapScene.length(start, end) }
     }
 
     /// An address window drawn as a bracket under the map: the `cma=` request, or a predicted placement.
@@ -106,21 +110,27 @@ public struct MemoryMapScene: Equatable, Sendable {
             } else {
                 let configured = kernelConfig?["PHYSICAL_START"].flatMap { try? ByteSize.parse($0).bytes }
                 let start = configured ?? kernelLoadAddress
-                scene.marks.append(Mark(start: start, end: start + sizes << 10, kind: .kernel, name: "kernel",
-                                        detail: "≈\(MemoryMapSVG.size(sizes << 10)) at \(hex(start))", approximate: true))
+                if let bytes = scaled(sizes, by: 1 << 10), let end = end(of: start, length: bytes) {
+                    scene.marks.append(Mark(start: start, end: end, kind: .kernel, name: "kernel",
+                                            detail: "≈\(MemoryMapSVG.size(bytes)) at \(hex(start))", approximate: true))
+                } else {
+                    scene.notes.append(outside("The kernel image", at: hex(start), sized: "\(sizes)K"))
+                }
                 scene.notes.append(configured != nil
                     ? "The kernel image is drawn at CONFIG_PHYSICAL_START (\(hex(start))) from the kernel config, \(sizeNote)."
                     : "The kernel image is drawn at \(hex(start)) (16 MiB, the x86_64 default load address, assuming KASLR is off), \(sizeNote).")
             }
         }
-        if let rd = boot.ramdisk {
+        if let rd = boot.ramdisk, rd.end >= rd.start {
             scene.marks.append(Mark(start: rd.start, end: exclusiveEnd(rd.end), kind: .initrd, name: "initrd",
                                     detail: "\(MemoryMapSVG.size(rd.size)) at \(hex(rd.start))"))
         }
-        for area in cmaAreas(o) {
+        let cma = cmaAreas(o)
+        for area in cma.areas {
             scene.marks.append(Mark(start: area.start, end: area.end, kind: .cma, name: area.name,
-                                    detail: "\(MemoryMapSVG.size(area.end - area.start)) at \(hex(area.start))"))
+                                    detail: "\(MemoryMapSVG.size(length(area.start, area.end))) at \(hex(area.start))"))
         }
+        scene.notes += cma.notes
 
         // Regions: the e820 map with its gaps named.
         var maxEnd = scene.marks.map(\.end).max() ?? 0
@@ -128,7 +138,7 @@ public struct MemoryMapScene: Equatable, Sendable {
             scene.requested = request
             if request.end != UInt64.max { maxEnd = max(maxEnd, request.end) }
         }
-        if let p = predictedPlacement {
+        if let p = predictedPlacement, p.end >= p.start {
             scene.predicted = Window(start: p.start, end: exclusiveEnd(p.end),
                                      label: "predicted: \(MemoryMapSVG.size(p.size)) at \(hex(p.start))" + (p.type.isEmpty ? "" : " (\(p.type))"))
             maxEnd = max(maxEnd, exclusiveEnd(p.end))
@@ -171,26 +181,64 @@ public struct MemoryMapScene: Equatable, Sendable {
             let text = field.trimmingCharacters(in: " ")
             guard let space = text.firstIndex(of: " "), text[..<space].hasSuffix("K"),
                   let kib = UInt64(text[..<space].dropLast()) else { continue }
-            if wanted.contains(String(text[text.index(after: space)...])) { sum += kib; found += 1 }
+            if wanted.contains(String(text[text.index(after: space)...])) {
+                let (total, overflow) = sum.addingReportingOverflow(kib)
+                guard !overflow else { return nil }
+                sum = total; found += 1
+            }
         }
         return found > 0 && sum > 0 ? sum : nil
     }
 
-    /// The CMA areas: the boot log's `Reserved` lines, named from debugfs by base, plus debugfs areas the log did not show.
-    static func cmaAreas(_ o: Observations) -> [(name: String, start: UInt64, end: UInt64)] {
+    /// The CMA areas: the boot log's `Reserved` lines, named from debugfs by base, plus debugfs areas the log did not
+    /// show. Both come from the guest, which can print any line to /dev/kmsg: an area whose end passes 2^64 is not
+    /// drawn but named in `notes`.
+    static func cmaAreas(_ o: Observations) -> (areas: [(name: String, start: UInt64, end: UInt64)], notes: [String]) {
         var out: [(name: String, start: UInt64, end: UInt64)] = []
+        var notes: [String] = []
         var named = Set<String>()
         for (i, r) in o.boot.reserved.enumerated() {
-            let match = o.areas.first { $0.basePFN.map { $0 &* 4096 } == r.base && !named.contains($0.name) }
+            let match = o.areas.first { $0.basePFN.flatMap { scaled($0, by: pageSize) } == r.base && !named.contains($0.name) }
             let name = match?.name ?? (o.boot.reserved.count == 1 ? "area" : "area \(i + 1)")
             if let match { named.insert(match.name) }
-            out.append((name, r.base, r.base &+ r.sizeMiB << 20))
+            if let bytes = scaled(r.sizeMiB, by: 1 << 20), let end = end(of: r.base, length: bytes) {
+                out.append((name, r.base, end))
+            } else {
+                notes.append(outside("CMA area \(name)", at: hex(r.base), sized: "\(r.sizeMiB) MiB"))
+            }
         }
         for a in o.areas where !named.contains(a.name) {
             guard let pfn = a.basePFN, let count = a.count, count > 0 else { continue }
-            out.append((a.name, pfn &* 4096, (pfn &+ count) &* 4096))
+            if let start = scaled(pfn, by: pageSize), let bytes = scaled(count, by: pageSize), let end = end(of: start, length: bytes) {
+                out.append((a.name, start, end))
+            } else {
+                notes.append(outside("CMA area \(a.name)", at: "page frame \(hex(pfn))", sized: "\(count) pages"))
+            }
         }
-        return out
+        return (out, notes)
+    }
+
+    /// The page size the debugfs `base_pfn` counts in (x86_64).
+    static let pageSize: UInt64 = 4096
+
+    /// `value * factor`, or nil when the product does not fit in 64 bits.
+    static func scaled(_ value: UInt64, by factor: UInt64) -> UInt64? {
+        let (product, overflow) = value.multipliedReportingOverflow(by: factor)
+        return overflow ? nil : product
+    }
+
+    /// The exclusive end of `[start, start + length)`, or nil when it passes the last byte of the 64-bit address space.
+    static func end(of start: UInt64, length: UInt64) -> UInt64? {
+        let (end, overflow) = start.addingReportingOverflow(length)
+        return overflow ? nil : end
+    }
+
+    /// `end - start`, or 0 for an empty or reversed range.
+    static func length(_ start: UInt64, _ end: UInt64) -> UInt64 { end > start ? end - start : 0 }
+
+    /// The note for a range that is left out because it does not fit in the 64-bit address space.
+    static func outside(_ what: String, at address: String, sized size: String) -> String {
+        "\(what) at \(address) (\(size)) is outside the 64-bit address space: not drawn."
     }
 
     /// The `cma=` request's window: `[base, limit)` for `@base[-limit]` (a limit of 0 means "no limit").
@@ -237,14 +285,19 @@ public struct MemoryMapScene: Equatable, Sendable {
         case "usable": return .usable
         case "reserved":
             let inHole = start >= 1 << 31 && end <= 1 << 32
-            return inHole && end - start >= 64 << 20 ? .mmconfig : .reserved
+            return inHole && length(start, end) >= 64 << 20 ? .mmconfig : .reserved
         default: return .firmware
         }
     }
 
     static func exclusiveEnd(_ inclusive: UInt64) -> UInt64 { inclusive == UInt64.max ? UInt64.max : inclusive + 1 }
 
-    static func roundUp(_ x: UInt64, to unit: UInt64) -> UInt64 { x % unit == 0 ? x : (x / unit + 1) * unit }
+    /// `x` rounded up to a multiple of `unit`, or `UInt64.max` when that does not fit.
+    static func roundUp(_ x: UInt64, to unit: UInt64) -> UInt64 {
+        let rest = x % unit
+        guard rest != 0 else { return x }
+        return end(of: x, length: unit - rest) ?? UInt64.max
+    }
 
     static func covered(_ start: UInt64, _ end: UInt64, by regions: [Region]) -> Bool {
         var at = start

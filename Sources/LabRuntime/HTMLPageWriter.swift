@@ -12,7 +12,9 @@ public enum HTMLPageWriter {
         for v in verdicts {
             if let a = v.oracle?.prediction.area, a.sizeBytes > 0 {
                 let kind = a.exact ? "exact" : "a \(a.sizeMiB) MiB area based anywhere in \(hex(a.baseMin))-\(hex(a.baseMax))"
-                input.predictedPlacement[v.key] = MemoryRange(start: a.baseMin, end: a.baseMax + a.sizeBytes - 1, type: kind)
+                // Checked: the prediction is read back from a results file, which may be crafted.
+                let (top, overflow) = a.baseMax.addingReportingOverflow(a.sizeBytes - 1)
+                input.predictedPlacement[v.key] = MemoryRange(start: a.baseMin, end: overflow ? UInt64.max : top, type: kind)
             }
         }
         for v in verdicts where !v.runDirectory.isEmpty {

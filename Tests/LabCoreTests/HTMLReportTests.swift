@@ -467,6 +467,22 @@ import Testing
         #expect(Self.all(root, "table").first { Self.attr($0, "class") == "grid" }.map { Self.all($0, "td").count } == 1)
     }
 
+    /// A guest can print any `cma: Reserved` line to /dev/kmsg and any base_pfn to debugfs: ranges whose end passes
+    /// 2^64 are left out of the picture with a note, never a trap (with and without an e820 map).
+    @Test func rangesPastTheAddressSpaceAreNotedNotTrapped() async {
+        await #expect(processExitsWith: .success) {
+            for withE820 in [true, false] {
+                var o = try! HTMLReportTests.seed()
+                if !withE820 { o.boot.e820 = [] }
+                o.boot.reserved = [ReservedArea(sizeMiB: 1, base: 0xffff_ffff_fff0_0000)]
+                o.areas = [AreaSnapshot(name: "huge", basePFN: UInt64.max, count: 1, used: nil, maxchunk: nil, orderPerBit: 0, sysfs: [:])]
+                let page = HTMLReport.page(HTMLReportInput(title: "t", verdicts: [Verdict(profile: o.profile, image: o.image, kind: .pass, checks: [], observations: o)]))
+                precondition(page.contains("CMA area area at 0xfffffffffff00000 (1 MiB) is outside the 64-bit address space: not drawn."))
+                precondition(page.contains("CMA area huge at page frame 0xffffffffffffffff (1 pages) is outside the 64-bit address space: not drawn."))
+            }
+        }
+    }
+
     /// html5lib's strict parser raises on any HTML5 parse error (what a validator would flag in the syntax).
     @Test(.enabled(if: HTMLReportTests.html5libAvailable, "needs Python's html5lib (Scripts/setup-host installs it)"))
     func pageHasNoHTML5ParseErrors() throws {
