@@ -292,9 +292,41 @@ public enum HTMLReport {
             let ia = order.firstIndex(of: a) ?? order.count, ib = order.firstIndex(of: b) ?? order.count
             return (ia, a) < (ib, b)
         }
-        var h = "<h3>Artifacts</h3>\n<p class=\"artifacts\">run directory <a href=\"\(attr(href(base)))\">\(esc(v.runDirectory))</a>: "
-        h += files.map { "<a href=\"\(attr(href(base.isEmpty ? $0 : base + "/" + $0)))\">\(esc($0))</a>" }.joined(separator: " · ")
+        // Without a link computed by the page writer, `runDirectory` is the results file's word: linked only when
+        // it is a plain relative path.
+        let computed = input.runDirectoryHref[v.runDirectory] != nil
+        let linkBase = isSafeLink(base, parentsFirst: computed) ? base : nil
+        var h = "<h3>Artifacts</h3>\n<p class=\"artifacts\">run directory " + link(linkBase, text: v.runDirectory) + ": "
+        h += files.map { name in
+            let target = linkBase.flatMap { isFileName(name) ? ($0.isEmpty ? name : $0 + "/" + name) : nil }
+            return link(target.flatMap { isSafeLink($0, parentsFirst: computed) ? $0 : nil }, text: name)
+        }.joined(separator: " · ")
         return h + "</p>\n"
+    }
+
+    /// `<a href>` to `target` around `text`, or the text alone when there is no safe target.
+    static func link(_ target: String?, text: String) -> String {
+        guard let target else { return "<span class=\"unlinked\">\(esc(text))</span>" }
+        return "<a href=\"\(attr(href(target)))\">\(esc(text))</a>"
+    }
+
+    /// True when `path` may be an href: relative, without a scheme, and without `..` except (with `parentsFirst`,
+    /// for a path `relativePath` computed) leading ones that climb from the page to the runs.
+    static func isSafeLink(_ path: String, parentsFirst: Bool) -> Bool {
+        guard !path.isEmpty, !path.hasPrefix("/"), !hasScheme(path), !path.contains("\\") else { return false }
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        let rest = parentsFirst ? parts.drop { $0 == ".." } : parts[...]
+        return !rest.contains("..")
+    }
+
+    /// True when `path` reads as a URL with a scheme (`javascript:`, `file:`): a `:` before the first `/`.
+    public static func hasScheme(_ path: String) -> Bool {
+        path.prefix { $0 != "/" }.contains(":")
+    }
+
+    /// True for one path component naming a file (no `/`, not `.` or `..`).
+    static func isFileName(_ name: String) -> Bool {
+        !name.isEmpty && name != "." && name != ".." && !name.contains("/")
     }
 
     static func defaultArtifacts(_ o: Observations?) -> [String] {

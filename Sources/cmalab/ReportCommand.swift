@@ -70,7 +70,9 @@ struct ReportHTMLCommand: ParsableCommand {
             let (verdicts, meta) = try ResultsFiles.load(files)
             let path = output ?? (files[0].hasSuffix(".json") ? String(files[0].dropLast(5)) : files[0]) + ".html"
             let title = "cmalab report: " + files.map { Path.basename($0) }.joined(separator: ", ")
-            try HTMLPageWriter.write(verdicts, meta: meta, title: title, to: path)
+            // Run directories are read only under the results files' folders (or a run directory named here) and the runs folder.
+            let roots = files.map { Path.directory(of: Path.normalize($0)) }
+            try HTMLPageWriter.write(verdicts, meta: meta, title: title, to: path, runRoots: roots + [LabPaths.discover().runs])
             printErr("wrote \(path): \(verdicts.count) result(s)")
         }
     }

@@ -483,6 +483,22 @@ import Testing
         }
     }
 
+    /// A results file can name any `runDirectory`: without a link computed by the page writer it is linked only as a
+    /// plain relative path (no scheme, no `..`, not absolute), and meminfo labels never make links of their own.
+    @Test func craftedRunDirectoriesAreNotLinked() throws {
+        var o = try Self.seed()
+        o.meminfo[0].label = "x/../../../etc/passwd"
+        let verdicts = ["javascript:alert(1)", "/etc", "runs/../../etc", "ok/run"].map {
+            Verdict(profile: "p" + $0, image: o.image, kind: .pass, checks: [], observations: o, runDirectory: $0)
+        }
+        let page = HTMLReport.page(HTMLReportInput(title: "t", verdicts: verdicts))
+        #expect(!page.contains("href=\"javascript:"))
+        #expect(!page.contains("href=\"/etc"))
+        #expect(!page.contains("href=\"runs/../"))
+        #expect(!page.contains("etc/passwd.txt\""))
+        #expect(page.contains("href=\"ok/run/console.log\""))
+    }
+
     /// html5lib's strict parser raises on any HTML5 parse error (what a validator would flag in the syntax).
     @Test(.enabled(if: HTMLReportTests.html5libAvailable, "needs Python's html5lib (Scripts/setup-host installs it)"))
     func pageHasNoHTML5ParseErrors() throws {
