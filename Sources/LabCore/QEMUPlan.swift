@@ -20,6 +20,9 @@ public struct MachineSpec: Equatable, Sendable, Codable {
     public var memory: ByteSize
     public var cpus: Int
     public var type: MachineType
+    /// The largest guest memory cmalab accepts (16 TiB), for `memory` and for the sum of the NUMA nodes.
+    public static let maximumMemory = ByteSize(bytes: 16 << 40)
+
     /// Sizes of NUMA nodes; empty for a non-NUMA guest. When present they must add up to `memory`.
     public var numaNodes: [ByteSize]
     /// `-cpu` model; nil keeps QEMU's default.
@@ -204,8 +207,11 @@ public struct QEMUPlan: Equatable, Sendable {
         guard machine.cpus >= 1, machine.cpus <= 64 else { throw PlanError("cpus must be between 1 and 64, got \(machine.cpus)") }
         guard machine.memory >= .mib(128) else { throw PlanError("memory must be at least 128M, got \(machine.memory)") }
         guard machine.memory.bytes % (1 << 20) == 0 else { throw PlanError("memory must be a whole number of MiB, got \(machine.memory)") }
+        guard machine.memory <= MachineSpec.maximumMemory else {
+            throw PlanError("memory must be at most \(MachineSpec.maximumMemory), got \(machine.memory)")
+        }
         if !machine.numaNodes.isEmpty {
-            let sum = machine.numaNodes.reduce(0) { $0 + $1.bytes }
+            let sum = try numaTotal()
             guard sum == machine.memory.bytes else {
                 throw PlanError("NUMA node sizes add up to \(ByteSize(bytes: sum)) but memory is \(machine.memory)")
             }
@@ -213,6 +219,22 @@ public struct QEMUPlan: Equatable, Sendable {
                 throw PlanError("every NUMA node needs a non-zero whole number of MiB")
             }
         }
+    }
+}
+
+extension QEMUPlan {
+    /// The NUMA node sizes added up, refused once the running total passes `MachineSpec.maximumMemory`
+    /// (which also keeps the sum from overflowing).
+    func numaTotal() throws(PlanError) -> UInt64 {
+        var sum: UInt64 = 0
+        for node in machine.numaNodes {
+            let (next, overflow) = sum.addingReportingOverflow(node.bytes)
+            guard !overflow, next <= MachineSpec.maximumMemory.bytes else {
+                throw PlanError("NUMA node sizes must add up to at most \(MachineSpec.maximumMemory), the largest guest memory cmalab accepts")
+            }
+            sum = next
+        }
+        return sum
     }
 }
 

@@ -57,10 +57,57 @@ public struct LabPaths: Sendable {
 
 /// File helpers with errors that name the path.
 public enum Files {
-    /// Writes a user-named output file (reports).
+    /// Writes a user-named output file (reports). A FIFO, character device or socket (`/dev/stdout`, a
+    /// named pipe) gets the bytes streamed in place; a symlink stays a link and its target is written
+    /// atomically; anything else is written atomically where it is.
     public static func writePublic(_ bytes: [UInt8], to path: String) throws(LabError) {
         try mkdirs(Path.directory(of: path))
-        try write(bytes, to: path)
+        if isStream(path) { return try stream(bytes, to: path) }
+        let target = try resolveLinks(path)
+        try mkdirs(Path.directory(of: target))
+        try write(bytes, to: target)
+    }
+
+    /// `path` exists (after following links) and is not a regular file or a directory.
+    static func isStream(_ path: String) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        let type = st.st_mode & S_IFMT
+        return type != S_IFREG && type != S_IFDIR
+    }
+
+    /// Opens `path` without creating or renaming anything and writes all of `bytes`.
+    static func stream(_ bytes: [UInt8], to path: String) throws(LabError) {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw LabError.posix("cannot open", path) }
+        defer { close(fd) }
+        try writeAll(bytes, fd: fd, path: path)
+    }
+
+    /// Writes every byte to `fd`, retrying after EINTR and short writes.
+    static func writeAll(_ bytes: [UInt8], fd: Int32, path: String) throws(LabError) {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw LabError.posix("cannot write", path) }
+            off += n
+        }
+    }
+
+    /// The file a chain of symlinks at `path` ends at (which need not exist yet); `path` itself when it
+    /// is not a link. More than 40 links is ELOOP, as for the kernel.
+    static func resolveLinks(_ path: String) throws(LabError) -> String {
+        var current = path
+        for _ in 0..<40 {
+            var st = stat()
+            guard lstat(current, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK else { return current }
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlink(current, &buffer, buffer.count - 1)
+            guard n >= 0 else { throw LabError.posix("cannot read the link", current) }
+            let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            current = target.hasPrefix("/") ? target : Path.directory(of: current) + "/" + target
+        }
+        throw LabError.posix("too many levels of symbolic links at", path, errno: ELOOP)
     }
 
     public static func read(_ path: String) throws(LabError) -> String {
@@ -81,12 +128,7 @@ public enum Files {
         let tmp = path + ".tmp.\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw LabError.posix("cannot create", tmp) }
-        var off = 0
-        while off < bytes.count {
-            let n = bytes[off...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; let e = errno; close(fd); unlink(tmp); throw LabError.posix("cannot write", tmp, errno: e) }
-            off += n
-        }
+        do { try writeAll(bytes, fd: fd, path: tmp) } catch { close(fd); unlink(tmp); throw error }
         fsync(fd)
         close(fd)
         guard rename(tmp, path) == 0 else { let e = errno; unlink(tmp); throw LabError.posix("cannot rename into", path, errno: e) }

@@ -11,7 +11,8 @@ import LabCore
 /// /proc/PID, or a process there that started at another time: the pid was reused), is an orphan and gets
 /// SIGKILL. A run directory from before `owner.start` takes a live owner pid as its owner. A QEMU whose cmalab still runs is left alone, so
 /// concurrent cmalab processes never stop each other's guests, and a `reproduce.sh` QEMU (no pid file of
-/// its own) is never touched.
+/// its own) is never touched. The run's socket directory (`/tmp/cmalab-XXXXXX`, named in `sockdir`) is
+/// removed on the same condition: its owner is gone.
 public enum OrphanReaper {
     /// What was found and stopped: `(pid, run directory)`.
     @discardableResult
@@ -26,7 +27,35 @@ public enum OrphanReaper {
             kill(pid, SIGKILL)
             stopped.append((pid, dir))
         }
+        for name in names { reapSocketDirectory(of: root + "/" + name) }
         return stopped
+    }
+
+    /// Removes the socket directory a run recorded in `sockdir` when the run's owner is gone. Only a real
+    /// directory of this user named `/tmp/cmalab-XXXXXX` is removed, whatever the file says.
+    static func reapSocketDirectory(of dir: String) {
+        let record = dir + "/" + RunDirectory.socketDirectoryRecord
+        guard let text = try? String(contentsOfFile: record, encoding: .utf8), let owner = readPID(dir + "/owner.pid") else { return }
+        guard !isOwnerAlive(owner, startTime: readStartTime(dir + "/owner.start")) else { return }
+        let socketDirectory = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if isOwnSocketDirectory(socketDirectory) { try? FileManager.default.removeItem(atPath: socketDirectory) }
+        unlink(record)
+    }
+
+    /// `/tmp/cmalab-` plus six letters or digits (what `mkdtemp` makes), a directory and not a link, owned by us.
+    static func isOwnSocketDirectory(_ path: String) -> Bool {
+        let prefix = "/tmp/cmalab-"
+        guard path.hasPrefix(prefix) else { return false }
+        let suffix = path.dropFirst(prefix.count)
+        guard suffix.count == 6, suffix.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else { return false }
+        var st = stat()
+        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR && st.st_uid == geteuid()
+    }
+
+    /// Writes `owner.pid` and `owner.start` for this process into the run directory at `path`.
+    static func recordOwner(in path: String) {
+        try? Files.write("\(getpid())\n", to: path + "/owner.pid")
+        if let start = startTime(of: getpid()) { try? Files.write("\(start)\n", to: path + "/owner.start") }
     }
 
     static func readPID(_ path: String) -> pid_t? {

@@ -22,11 +22,22 @@ public final class RunDirectory: @unchecked Sendable {
             candidate = "\(root)/\(stamp)-\(safe)-\(n)"
         }
         path = candidate
+        OrphanReaper.recordOwner(in: candidate)
+        socketDirectory = try Self.makeSocketDirectory()
+        // Recorded so that the next cmalab can remove it if this process dies without `closeSockets`.
+        try? Files.write(socketDirectory + "\n", to: candidate + "/" + Self.socketDirectoryRecord)
+    }
+
+    /// The run-directory file naming the socket directory while it exists.
+    static let socketDirectoryRecord = "sockdir"
+
+    /// A fresh `/tmp/cmalab-XXXXXX`, short enough for any socket name under it.
+    static func makeSocketDirectory() throws(LabError) -> String {
         var template = Array("/tmp/cmalab-XXXXXX".utf8CString)
         guard let dir = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw LabError.posix("cannot create a private socket directory under", "/tmp")
         }
-        socketDirectory = String(cString: dir)
+        return String(cString: dir)
     }
 
     public func file(_ name: String) -> String { path + "/" + name }
@@ -35,9 +46,10 @@ public final class RunDirectory: @unchecked Sendable {
     public func write(_ name: String, _ text: String) throws(LabError) { try Files.write(text, to: file(name)) }
     public func write(_ name: String, bytes: [UInt8]) throws(LabError) { try Files.write(bytes, to: file(name)) }
 
-    /// Removes the socket directory (the artifacts stay).
+    /// Removes the socket directory and its record (the artifacts stay).
     public func closeSockets() {
         try? FileManager.default.removeItem(atPath: socketDirectory)
+        unlink(file(Self.socketDirectoryRecord))
     }
 
     deinit { closeSockets() }

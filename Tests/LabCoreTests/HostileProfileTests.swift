@@ -34,4 +34,27 @@ import Testing
         let p = try Profile.parse("name: x\nsteps:\n  - alloc: {area: my_area-1.x, pages: all}\n  - free: {area: reserved, pages: 1}\n", file: "x.yaml")
         #expect(p.steps.count == 2)
     }
+
+    @Test(arguments: [
+        ("name: x\nmachine: {numa: [8E, 8E]}\n", "x.yaml:2:10: at `machine`: ", "at most 16T"),
+        ("name: x\nmachine: {memory: 32T}\n", "x.yaml:2:10: at `machine`: ", "at most 16T"),
+        ("name: x\nsteps:\n  - exec: {command: true, timeout: -1}\n", "x.yaml:3:36: at `steps[0].exec.timeout`: ", "(0, 86400]"),
+        ("name: x\nsteps:\n  - exec: {command: true, timeout: nan}\n", "x.yaml:3:36: at `steps[0].exec.timeout`: ", "(0, 86400]"),
+        ("name: x\nsteps:\n  - exec: {command: true, timeout: 1e300}\n", "x.yaml:3:36: at `steps[0].exec.timeout`: ", "(0, 86400]"),
+        ("name: x\nsteps:\n  - exec: {command: true, timeout: inf}\n", "x.yaml:3:36: at `steps[0].exec.timeout`: ", "(0, 86400]"),
+    ])
+    func numbersThatWouldTrapAreRefused(yaml: String, location: String, allowed: String) {
+        do {
+            let p = try Profile.parse(yaml, file: "x.yaml")
+            Issue.record("accepted \(p.machine) \(p.steps)")
+        } catch {
+            #expect(error.description.hasPrefix(location), "got: \(error.description)")
+            #expect(error.description.contains(allowed), "got: \(error.description)")
+        }
+    }
+
+    @Test func overflowingNumaSumIsAPlanErrorNotATrap() {
+        let spec = MachineSpec(memory: .gib(4), numaNodes: [ByteSize(bytes: 1 << 63), ByteSize(bytes: 1 << 63), .gib(4)])
+        #expect(throws: PlanError.self) { try QEMUPlan(machine: spec, kernel: "").validate() }
+    }
 }

@@ -30,7 +30,20 @@ public struct ExecStep: StepModel {
             return Int32(try s.int(in: 0...255))
         }
         return .exec(command: try x.required("command").string(), status: status == -1 ? nil : (status ?? 0), output: output,
-                     timeout: try x["timeout"]?.double() ?? 60)
+                     timeout: try x["timeout"].map(parseTimeout) ?? 60)
+    }
+
+    /// The longest exec step timeout: one day.
+    public static let maximumTimeout: Double = 86_400
+
+    /// `timeout:` in seconds: a finite number in (0, 86400]; NaN, infinities, zero, negatives and huge
+    /// values would trap or never end when the runner turns them into a deadline.
+    static func parseTimeout(_ v: YAMLValue) throws(InputError) -> Double {
+        let t = try v.double()
+        guard t.isFinite, t > 0, t <= maximumTimeout else {
+            throw v.error("timeout must be a finite number of seconds in (0, \(Int(maximumTimeout))], found `\(try v.string())`")
+        }
+        return t
     }
 
     public func checks(_ r: ExecStepResult, _ c: StepCheckContext) -> [CheckResult] {
