@@ -27,7 +27,7 @@ import Testing
         let live = Self.makeTemp("/tmp/cmalab-XXXXXX")
         let foreign = Self.makeTemp(NSTemporaryDirectory() + "not-a-socket-dir-XXXXXX")
         defer { for d in [orphan, live, foreign] { try? FileManager.default.removeItem(atPath: d) } }
-        FileManager.default.createFile(atPath: orphan + "/agent", contents: Data())
+        _ = FileManager.default.createFile(atPath: orphan + "/agent", contents: Data())
         try Self.fakeRun(root, "dead", owner: dead.pid, start: nil, sockdir: orphan)
         try Self.fakeRun(root, "alive", owner: getpid(), start: OrphanReaper.startTime(of: getpid()), sockdir: live)
         try Self.fakeRun(root, "hostile", owner: dead.pid, start: nil, sockdir: foreign)
