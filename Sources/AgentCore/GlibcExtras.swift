@@ -23,3 +23,19 @@ let RB_POWER_OFF: Int32 = 0x4321_FEDC
 /// vmsplice(2), a GNU extension: `ssize_t vmsplice(int fd, const struct iovec *iov, size_t nr_segs, unsigned int flags)`.
 @_silgen_name("vmsplice")
 func glibcVmsplice(_ fd: Int32, _ iov: UnsafePointer<iovec>, _ segments: Int, _ flags: UInt32) -> Int
+
+/// ioctl(2) with a pointer argument. The C declaration is variadic; on x86-64 and arm64 Linux a pointer in
+/// the variadic position is passed like a fixed one.
+@_silgen_name("ioctl")
+func glibcIoctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer) -> Int32
+
+/// syscall(2) with three arguments (variadic in C, passed in the same registers).
+@_silgen_name("syscall")
+func glibcSyscall3(_ number: Int, _ a: Int, _ b: UnsafePointer<CChar>, _ c: Int) -> Int
+
+/// finit_module(2)'s number: glibc has no wrapper for it.
+#if arch(x86_64)
+let sysFinitModule = 313
+#elseif arch(arm64)
+let sysFinitModule = 273
+#endif

@@ -8,10 +8,12 @@ import Glibc
 ///   it also splices every page into pipes with vmsplice(2): the pipes hold page references, which
 ///   migration cannot move, so a CMA allocation that needs those pages fails while they are held. With
 ///   `mlock`, it mlock(2)s them instead (which does not stop migration on current kernels).
+/// * `hold-memory BYTES longterm`: pins the pages with FOLL_LONGTERM instead (DeviceTools.longTermPin), which
+///   moves them out of CMA first, so they never block a CMA allocation.
 /// * `timed-write PATH VALUE`: one write(2) of `VALUE\n` to PATH, timed with CLOCK_MONOTONIC inside the
 ///   guest; prints `ns=<elapsed> errno=<0 or the write's errno>`.
 public enum AgentTools {
-    public static let names = ["hold-memory", "timed-write"]
+    public static let names = ["hold-memory", "timed-write"] + DeviceTools.names
 
     /// Runs the tool named by `arguments[1]`; returns the exit status.
     public static func run(_ arguments: [String]) -> Int32 {
@@ -23,11 +25,11 @@ public enum AgentTools {
                 return 2
             }
             let mode = arguments.count >= 4 ? arguments[3] : ""
-            guard ["", "pin", "mlock"].contains(mode) else {
-                printLine("usage: hold-memory BYTES [pin|mlock]")
+            guard ["", "pin", "mlock", "longterm"].contains(mode) else {
+                printLine("usage: hold-memory BYTES [pin|mlock|longterm]")
                 return 2
             }
-            return holdMemory(bytes: bytes, pin: mode == "pin", lock: mode == "mlock")
+            return holdMemory(bytes: bytes, pin: mode == "pin", lock: mode == "mlock", longterm: mode == "longterm")
         case "timed-write":
             guard arguments.count == 4 else {
                 printLine("usage: timed-write PATH VALUE")
@@ -36,6 +38,8 @@ public enum AgentTools {
             let (ns, err) = timedWrite(path: arguments[2], value: arguments[3])
             printLine("ns=\(ns) errno=\(err)")
             return err == 0 ? 0 : 1
+        case let name where DeviceTools.names.contains(name):
+            return DeviceTools.run(arguments)
         default:
             printLine("unknown tool \(arguments[1]); tools: \(names.joined(separator: ", "))")
             return 2
@@ -59,7 +63,7 @@ public enum AgentTools {
 
     public static func monotonicNanoseconds() -> UInt64 { AgentCore.monotonicNanoseconds() }
 
-    static func holdMemory(bytes: UInt64, pin: Bool, lock: Bool) -> Int32 {
+    static func holdMemory(bytes: UInt64, pin: Bool, lock: Bool, longterm: Bool = false) -> Int32 {
         let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
         let length = Int((bytes + page - 1) / page * page)
         guard let base = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), base != MAP_FAILED else {
@@ -79,6 +83,16 @@ public enum AgentTools {
         if lock, mlock(base, length) != 0 {
             printLine("mlock of \(length) bytes failed: errno \(errno)")
             return 1
+        }
+        if longterm {
+            switch DeviceTools.longTermPin(base, length: length) {
+            case .success(let how):
+                printLine("held \(length) longterm-pinned \(length) via \(how)")
+            case .failure(let e):
+                printLine("longterm pin of \(length) bytes failed: errno \(e.errno)")
+                return 1
+            }
+            while true { pause() }
         }
         printLine(pin ? "held \(length) pinned \(pinned)" : lock ? "held \(length) mlocked" : "held \(length)")
         while true { pause() }
