@@ -36,6 +36,12 @@ struct ImageCommand: ParsableCommand {
                     let k = try lab.kernels.ensure(try catalog.resolve(name), force: force)
                     let secs = String(format: "%.2f", Date().timeIntervalSince(started))
                     print("\(k.name): \(k.cached ? "cached" : "built") in \(secs) s, key \(k.key.prefix(16)), \(k.kernel)")
+                    // cmalab's DMA test driver, on images with loadable modules (dma-alloc steps, long-term pins).
+                    if lab.kernels.driverUnavailable(k) == nil {
+                        let driverStarted = Date()
+                        let module = try lab.kernels.testDriver(for: k)
+                        print("\(k.name): DMA test driver in \(String(format: "%.2f", Date().timeIntervalSince(driverStarted))) s, \(module)")
+                    }
                 }
             }
         }
