@@ -179,6 +179,10 @@ public struct StepRecord: Codable, Equatable, Sendable {
     public var vmstatDelta: [String: Int64]?
     /// measured alloc: kernel messages logged during the attempts.
     public var kernelMessages: [String]?
+    /// dma-alloc: the allocation the driver made (nil when it failed).
+    public var dma: DMAAllocation?
+    /// dma-free, heap-free: how many allocations or buffers were freed.
+    public var freedCount: UInt64?
     public init(index: Int, kind: StepKind, summary: String, status: Int32, seconds: Double) {
         self.index = index; self.kind = kind; self.summary = summary; self.status = status; self.seconds = seconds
     }
@@ -235,6 +239,8 @@ public struct Observations: Codable, Equatable, Sendable {
     public var steps: [StepRecord] = []
     /// Steps that were not run, with why (e.g. the image has no CONFIG_CMA_DEBUGFS); absent when none.
     public var skippedSteps: [SkippedStep]?
+    /// The dma-buf heaps under /dev/dma_heap at boot (nil: no such folder, a kernel without heaps).
+    public var dmaHeaps: [String]?
     public var agentReadySeconds: Double?
     /// The guest's own uptime when its agent said ready (from the agent's hello): with the kernel's
     /// `Run /init` timestamp in dmesg, this splits boot time into kernel and agent start-up.

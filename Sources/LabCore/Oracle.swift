@@ -99,6 +99,8 @@ public struct CMAPrediction: Codable, Equatable, Sendable {
     /// order; a `sizeMiB` of the area with baseMin > baseMax never happens: a failed one is in `nodeFailures`.
     /// Absent when no per-node parameter applies (OracleNodes.swift).
     public var nodeAreas: [PredictedArea]?
+    /// Whether the DMA API takes from the global area (CONFIG_DMA_CMA); nil in predictions older than the field.
+    public var dmaCMA: Bool?
     /// The per-node areas predicted to fail (`name` and the MiB of `Failed to reserve N MiB on node N`).
     public var nodeFailures: [PredictedArea]?
 
@@ -145,6 +147,7 @@ public enum Oracle {
         let hasCMA = config?.isEnabled("CMA") ?? true
         let hasDMACMA = hasCMA && (config?.isEnabled("DMA_CMA") ?? true)
         var p = CMAPrediction(kernel: v.description, machine: machineText, outcome: .none, observableOutcome: hasCMA ? .none : .notSupported)
+        p.dmaCMA = hasDMACMA
         let line = input.commandLine
         let state = CMACommandLine(line)
         p.warnings = state.warnings

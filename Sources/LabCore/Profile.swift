@@ -110,6 +110,16 @@ public struct Profile: Equatable, Sendable {
         return out
     }
 
+    /// The steps whose kernel options (`StepModel.requirements`) `isEnabled` says are missing, each with the
+    /// reason it is skipped.
+    public func unmetRequirements(image: String, isEnabled: (String) -> Bool) -> [SkippedStep] {
+        steps.indices.compactMap { i in
+            steps[i].requirements.first { !isEnabled($0.option) }.map {
+                SkippedStep(index: i, reason: "image \(image) has no CONFIG_\($0.option) (\($0.reason))")
+            }
+        }
+    }
+
     /// The indices of the steps that drive `/sys/kernel/debug/cma/<area>/{alloc,free}`. On an image without
     /// CONFIG_CMA_DEBUGFS they are skipped (and the verdict says so); the rest of the profile still runs.
     public var debugfsSteps: [Int] {

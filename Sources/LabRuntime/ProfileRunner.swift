@@ -18,6 +18,10 @@ public final class ProfileRunner: @unchecked Sendable {
 
     public init(lab: Lab) { self.lab = lab; launcher = lab.defaultLauncher }
 
+    /// This run's DMA test driver module on the host (nil: the image has none), and whether the guest has it loaded.
+    var driverModule: String?
+    var driverLoaded = false
+
     public func run(_ profile: Profile, image override: String? = nil) -> Verdict {
         let started = Date()
         let imageName = override ?? profile.image ?? ImageCatalog.defaultImage
@@ -36,7 +40,19 @@ public final class ProfileRunner: @unchecked Sendable {
             if !config.isEnabled("CMA_DEBUGFS") {
                 skipped = profile.debugfsSteps.map { SkippedStep(index: $0, reason: "image \(imageName) has no CONFIG_CMA_DEBUGFS, so /sys/kernel/debug/cma/<area>/alloc and free do not exist") }
             }
+            for s in profile.unmetRequirements(image: imageName, isEnabled: config.isEnabled) where !skipped.contains(where: { $0.index == s.index }) {
+                skipped.append(s)
+            }
         }
+        driverModule = nil
+        driverLoaded = false
+        let driverSteps = profile.steps.indices.filter { i in profile.steps[i].usesTestDriver && !skipped.contains { $0.index == i } }
+        if !driverSteps.isEmpty {
+            do { driverModule = try lab.kernels.testDriver(for: kernel) } catch {
+                skipped += driverSteps.map { SkippedStep(index: $0, reason: "cmalab's DMA test driver is not available: \(error.message)") }
+            }
+        }
+        skipped.sort { $0.index < $1.index }
         var request = BootRequest(machine: profile.machine, commandLine: profile.commandLine, runName: runName ?? "\(profile.name)-\(imageName)")
         request.accel = accel
         request.backend = backend
@@ -61,6 +77,7 @@ public final class ProfileRunner: @unchecked Sendable {
             obs.agentReadyUptimeSeconds = agent.hello.map { Double($0.uptimeMilliseconds) / 1000 }
             obs.meminfo.append(try snapshot(agent, label: "boot", run: run))
             obs.areas = try areas(agent)
+            obs.dmaHeaps = dmaHeaps(agent)
             for (i, step) in profile.steps.enumerated() where !skipped.contains(where: { $0.index == i }) {
                 obs.steps.append(try perform(step, index: i, agent: agent, run: run))
             }
@@ -128,6 +145,10 @@ public final class ProfileRunner: @unchecked Sendable {
         case .pressure(let s): return try perform(s, index: index, label: label, agent: agent, run: run)
         case .release: return try perform(ReleaseStep(), index: index, label: label, agent: agent, run: run)
         case .measuredAlloc(let s): return try perform(s, index: index, label: label, agent: agent, run: run)
+        case .dmaAlloc(let s): return try perform(s, index: index, label: label, agent: agent, run: run)
+        case .dmaFree: return try perform(DMAFreeStep(), index: index, label: label, agent: agent, run: run)
+        case .heapAlloc(let s): return try perform(s, index: index, label: label, agent: agent, run: run)
+        case .heapFree: return try perform(HeapFreeStep(), index: index, label: label, agent: agent, run: run)
         }
     }
 

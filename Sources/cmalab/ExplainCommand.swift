@@ -26,6 +26,9 @@ struct ExplainCommand: ParsableCommand {
     @Option(name: .long, help: "Initrd size (default: the size of the lab's agent initramfs, as `cmalab run` boots it).")
     var initrdSize: ByteSize?
 
+    @Option(name: .customLong("dma-mask"), help: "A device DMA mask in bits to answer for (repeatable; default: 32 and 64).")
+    var dmaMasks: [Int] = []
+
     @Flag(name: .long, help: "Print the prediction as JSON (the `prediction` object of docs/results-schema.md).")
     var json = false
 
@@ -75,11 +78,12 @@ struct ExplainCommand: ParsableCommand {
                 print(String(decoding: try encoder.encode(p), as: UTF8.self))
                 return
             }
-            print(Self.render(p, image: kernel.name, commandLine: plan.effectiveCommandLine))
+            for m in dmaMasks where !(1...64).contains(m) { throw LabError(.input, "--dma-mask \(m): a DMA mask has 1 to 64 bits", hint: "for example --dma-mask 32") }
+            print(Self.render(p, image: kernel.name, commandLine: plan.effectiveCommandLine, masks: dmaMasks.isEmpty ? [32, 64] : dmaMasks))
         }
     }
 
-    static func render(_ p: CMAPrediction, image: String, commandLine: KernelCommandLine) -> String {
+    static func render(_ p: CMAPrediction, image: String, commandLine: KernelCommandLine, masks: [Int] = [32, 64]) -> String {
         var out = ["\(image) (Linux \(p.kernel)) on \(p.machine), command line `\(commandLine)`", "", "prediction: \(p.summary)"]
         if let a = p.area {
             out.append("  area `\(a.name)`: \(a.sizeMiB) MiB, base " + (a.exact ? hex(a.baseMin)
@@ -90,6 +94,9 @@ struct ExplainCommand: ParsableCommand {
                 : "between \(hex(a.baseMin)) and \(hex(a.baseMax))"))
         }
         for a in p.nodeFailures ?? [] { out.append("  area `\(a.name)`: \(a.sizeMiB) MiB on node \(a.node ?? 0) fails (no room)") }
+        // The device question (OracleDevices.swift): what the DMA API can give a device with each mask.
+        out += ["", "devices (DMA API, no IOMMU):"]
+        out += masks.map { "  - " + Oracle.reach(mask: $0, p).sentence }
         if !p.messages.isEmpty {
             out += ["", "the kernel will print:"]
             out += p.messages.map { "  \($0)" }

@@ -15,8 +15,8 @@ import Testing
     // MARK: - Registry
 
     @Test func registryKeysAndKinds() {
-        #expect(Step.syntax.map(\.key) == ["alloc", "free", "exec", "pressure", "release"])
-        #expect(StepKind.allCases.map(\.rawValue) == ["alloc", "free", "exec", "pressure", "release"])
+        #expect(Step.syntax.map(\.key) == ["alloc", "free", "exec", "pressure", "release", "dma-alloc", "dma-free", "heap-alloc", "heap-free"])
+        #expect(StepKind.allCases.map(\.rawValue) == ["alloc", "free", "exec", "pressure", "release", "dma-alloc", "dma-free", "heap-alloc", "heap-free"])
         #expect(Step.release.kind == .release && !Step.release.usesCMADebugfs)
         #expect(Step.measuredAlloc(MeasuredAlloc(area: "a", pages: nil)).kind == .alloc)
         #expect(Step.free(area: "a", pages: 1, tolerance: .bytes(0)).usesCMADebugfs)
@@ -26,9 +26,9 @@ import Testing
     @Test func unknownAndDoubleKinds() {
         let unknown = message("  - sleep: 1\n")
         #expect(unknown?.hasPrefix("p.yaml:5:5: at `steps[0]`: unknown key `sleep`") == true)
-        #expect(unknown?.hasSuffix("allowed keys: alloc, free, exec, pressure, release") == true)
+        #expect(unknown?.hasSuffix("allowed keys: alloc, free, exec, pressure, release, dma-alloc, dma-free, heap-alloc, heap-free") == true)
         #expect(message("  - {alloc: {pages: 1}, free: {pages: 1}}\n") == "p.yaml:5:5: at `steps[0]`: give only one of alloc, free")
-        #expect(message("  - alloc:\n") == "p.yaml:5:5: at `steps[0]`: needs one of: alloc, free, exec, pressure, release")
+        #expect(message("  - alloc:\n") == "p.yaml:5:5: at `steps[0]`: needs one of: alloc, free, exec, pressure, release, dma-alloc, dma-free, heap-alloc, heap-free")
     }
 
     // MARK: - Parsing, one kind at a time

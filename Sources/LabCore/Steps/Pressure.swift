@@ -46,6 +46,10 @@ public struct PressureStep: Equatable, Sendable {
     public var pin = false
     /// mlock(2) the anonymous pages (they stay migratable: 6.12 moves mlocked pages out of CMA).
     public var mlock = false
+    /// Pin the anonymous pages with FOLL_LONGTERM (`pin: longterm`), as RDMA, VFIO and io_uring buffers are:
+    /// the kernel moves them out of CMA before pinning, so they never block a CMA allocation. Through
+    /// gup_test's PIN_LONGTERM_TEST_START where the kernel has it (6.2 on), else cmalab's DMA test driver.
+    public var longterm = false
     /// At least this much of the CMA areas must be lent out (CmaTotal - CmaFree - debugfs `used`).
     public var minInCMA: Approximate?
     public init(target: PressureTarget, kind: Kind = .anon, pin: Bool = false, minInCMA: Approximate? = nil) {
@@ -56,16 +60,24 @@ public struct PressureStep: Equatable, Sendable {
 extension PressureStep: StepModel {
     public static let kind = StepKind.pressure
     public static let usesCMADebugfs = false
+    public var usesTestDriver: Bool { longterm }
+    public var requirements: [StepRequirement] {
+        longterm ? [StepRequirement(option: "MODULES", reason: "long-term pins go through gup_test or cmalab's DMA test driver, a loadable module")] : []
+    }
 
     /// `pressure: {size, of, kind, pin, mlock, min-in-cma}`.
     static func parse(_ body: YAMLValue) throws(InputError) -> Step {
         let p = try body.mapping(allowed: ["size", "of", "kind", "pin", "mlock", "min-in-cma"])
         var step = PressureStep(target: try parseTarget(p))
         if let k = p["kind"] { step.kind = try k.oneOf(PressureStep.Kind.self) }
-        if let pin = p["pin"] { step.pin = try pin.bool() }
+        if let pin = p["pin"] {
+            if (try? pin.string()) == "longterm" { step.longterm = true } else {
+                do { step.pin = try pin.bool() } catch { throw pin.error("pin is true (vmsplice: references migration cannot move), false, or `longterm` (FOLL_LONGTERM: moved out of CMA first)") }
+            }
+        }
         if let l = p["mlock"] { step.mlock = try l.bool() }
-        if (step.pin || step.mlock) && step.kind == .file { throw body.error("pin and mlock apply to anonymous memory: use kind anon or mixed") }
-        if step.pin && step.mlock { throw body.error("give pin or mlock, not both") }
+        if (step.pin || step.mlock || step.longterm) && step.kind == .file { throw body.error("pin and mlock apply to anonymous memory: use kind anon or mixed") }
+        if (step.pin || step.longterm) && step.mlock { throw body.error("give pin or mlock, not both") }
         if let x = p["min-in-cma"] { step.minInCMA = try Profile.parseApproximate(x) }
         return .pressure(step)
     }
@@ -92,7 +104,7 @@ extension PressureStep: StepModel {
     public func checks(_ r: PressureStepResult, _ c: StepCheckContext) -> [CheckResult] {
         var out: [CheckResult] = []
         let held = r.heldBytes ?? 0
-        out.append(CheckResult(name: c.name, expected: "hold \(target) of \(kind.rawValue) memory\(pin ? ", pinned" : mlock ? ", mlocked" : "")",
+        out.append(CheckResult(name: c.name, expected: "hold \(target) of \(kind.rawValue) memory\(pinWords)",
                                observed: r.status == 0 ? "held \(ByteSize(bytes: held))" : "failed (status \(r.status))", passed: r.status == 0 && held > 0))
         if let want = minInCMA {
             let lent = (r.cmaLentPages ?? 0) * 4096
@@ -112,8 +124,11 @@ extension PressureStep: StepModel {
 
     /// The record's summary, e.g. `pressure 80% of MemFree (1.5 GiB) anon pinned`.
     public func summary(target bytes: UInt64) -> String {
-        "pressure \(target) (\(ByteSize(bytes: bytes))) \(kind.rawValue)\(pin ? " pinned" : mlock ? " mlocked" : "")"
+        "pressure \(target) (\(ByteSize(bytes: bytes))) \(kind.rawValue)\(pinWords.split(separator: ",").joined())"
     }
+
+    /// How the anonymous pages are held, for messages: `, pinned`, `, long-term pinned`, `, mlocked` or nothing.
+    var pinWords: String { pin ? ", pinned" : longterm ? ", long-term pinned" : mlock ? ", mlocked" : "" }
 
     /// The guest shell script of step `index` that fills `target` bytes: whole MiB of tmpfs files written with dd,
     /// and anonymous memory held by `cmalab-agent hold-memory` in the background (its pid in
@@ -128,7 +143,7 @@ extension PressureStep: StepModel {
         }
         if anon > 0 {
             let out = "/tmp/cmalab-pressure-\(index).out"
-            script += "setsid /sbin/cmalab-agent hold-memory \(anon)\(pin ? " pin" : mlock ? " mlock" : "") >\(out) 2>&1 </dev/null &\necho $! >/tmp/cmalab-pressure-\(index).pid\n"
+            script += "setsid /sbin/cmalab-agent hold-memory \(anon)\(pin ? " pin" : longterm ? " longterm" : mlock ? " mlock" : "") >\(out) 2>&1 </dev/null &\necho $! >/tmp/cmalab-pressure-\(index).pid\n"
             // Wait for the holder to have touched (and pinned) everything, or to have died.
             script += "while ! grep -q held \(out); do kill -0 $(cat /tmp/cmalab-pressure-\(index).pid) 2>/dev/null || { cat \(out); exit 1; }; sleep 0.2; done\ncat \(out)\n"
         }

@@ -18,6 +18,7 @@
 /// an `alloc` too.
 public enum StepKind: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
     case alloc, free, exec, pressure, release
+    case dmaAlloc = "dma-alloc", dmaFree = "dma-free", heapAlloc = "heap-alloc", heapFree = "heap-free"
     public var description: String { rawValue }
 }
 
@@ -29,8 +30,26 @@ public protocol StepModel: Equatable, Sendable {
     /// Whether the step drives `/sys/kernel/debug/cma/<area>/{alloc,free}`: on an image without
     /// CONFIG_CMA_DEBUGFS such steps are skipped (and the verdict says so).
     static var usesCMADebugfs: Bool { get }
+    /// Whether the step needs cmalab's DMA test driver loaded in the guest (false by default).
+    var usesTestDriver: Bool { get }
+    /// Kernel options the step needs: on an image without one of them the step is skipped before booting, and
+    /// the verdict says why (like the debugfs steps). None by default.
+    var requirements: [StepRequirement] { get }
     /// The checks of what the step did.
     func checks(_ result: Result, _ context: StepCheckContext) -> [CheckResult]
+}
+
+/// A kernel option a step needs, and why.
+public struct StepRequirement: Equatable, Sendable {
+    /// The option without `CONFIG_`.
+    public var option: String
+    public var reason: String
+    public init(option: String, reason: String) { self.option = option; self.reason = reason }
+}
+
+extension StepModel {
+    public var requirements: [StepRequirement] { [] }
+    public var usesTestDriver: Bool { false }
 }
 
 /// A step kind's typed result. Its wire shape is `StepRecord` (docs/results-schema.md), which holds the fields of
@@ -82,6 +101,14 @@ public enum Step: Equatable, Sendable {
     case release
     /// A timed, repeatable alloc (MeasuredAlloc.swift).
     case measuredAlloc(MeasuredAlloc)
+    /// Allocate through the DMA API for a device with a mask (DMA.swift).
+    case dmaAlloc(DMAAllocStep)
+    /// Free every DMA API allocation (DMA.swift).
+    case dmaFree
+    /// Allocate a buffer from a dma-buf heap (Heap.swift).
+    case heapAlloc(HeapAllocStep)
+    /// Free every heap buffer (Heap.swift).
+    case heapFree
 
     /// The step's settings as its kind's type.
     public var model: any StepModel {
@@ -92,8 +119,18 @@ public enum Step: Equatable, Sendable {
         case .pressure(let s): s
         case .release: ReleaseStep()
         case .measuredAlloc(let s): s
+        case .dmaAlloc(let s): s
+        case .dmaFree: DMAFreeStep()
+        case .heapAlloc(let s): s
+        case .heapFree: HeapFreeStep()
         }
     }
+
+    /// See `StepModel.usesTestDriver`.
+    public var usesTestDriver: Bool { model.usesTestDriver }
+
+    /// See `StepModel.requirements`.
+    public var requirements: [StepRequirement] { model.requirements }
 
     public var kind: StepKind { type(of: model).kind }
 
@@ -123,6 +160,10 @@ public enum Step: Equatable, Sendable {
         Syntax(key: "exec", parse: ExecStep.parse),
         Syntax(key: "pressure", parse: PressureStep.parse),
         Syntax(key: "release", parse: ReleaseStep.parse, alone: ReleaseStep.parseAlone),
+        Syntax(key: "dma-alloc", parse: DMAAllocStep.parse),
+        Syntax(key: "dma-free", parse: DMAFreeStep.parse, alone: DMAFreeStep.parseAlone),
+        Syntax(key: "heap-alloc", parse: HeapAllocStep.parse),
+        Syntax(key: "heap-free", parse: HeapFreeStep.parse, alone: HeapFreeStep.parseAlone),
     ]
 
     /// One entry of `steps:`: a mapping with one kind's key, or a kind's key alone.

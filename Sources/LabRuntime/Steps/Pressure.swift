@@ -6,6 +6,7 @@ extension ProfileRunner {
     /// much is held and how much of the CMA areas is lent out.
     func perform(_ p: PressureStep, index: Int, label: String, agent: AgentClient, run: RunDirectory) throws(LabError) -> StepRecord {
         let started = Date()
+        if p.usesTestDriver { try loadTestDriver(agent) }
         var result = PressureStepResult(status: 0)
         let before = try snapshot(agent, label: "\(label)-before", run: run)
         result.before = before
