@@ -257,7 +257,7 @@ public struct Observations: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case profile, image, kernelRelease, machine, machineSpec, commandLine, commandLineParameters, accelerator, ending, crash, boot, configCMA, meminfo, areas, steps
-        case skippedSteps, agentReadySeconds, agentReadyUptimeSeconds, qemuPeakRSSKiB, wallSeconds, runDirectory
+        case skippedSteps, dmaHeaps, agentReadySeconds, agentReadyUptimeSeconds, qemuPeakRSSKiB, wallSeconds, runDirectory
     }
 
     // Decoded by hand for files written before `machineSpec`: the spec then comes from the `machine` text.
@@ -281,6 +281,7 @@ public struct Observations: Codable, Equatable, Sendable {
         areas = try c.decode([AreaSnapshot].self, forKey: .areas)
         steps = try c.decode([StepRecord].self, forKey: .steps)
         skippedSteps = try c.decodeIfPresent([SkippedStep].self, forKey: .skippedSteps)
+        dmaHeaps = try c.decodeIfPresent([String].self, forKey: .dmaHeaps)
         agentReadySeconds = try c.decodeIfPresent(Double.self, forKey: .agentReadySeconds)
         agentReadyUptimeSeconds = try c.decodeIfPresent(Double.self, forKey: .agentReadyUptimeSeconds)
         qemuPeakRSSKiB = try c.decodeIfPresent(UInt64.self, forKey: .qemuPeakRSSKiB)
