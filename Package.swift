@@ -35,6 +35,10 @@ let package = Package(
         // libFuzzer target for the parsers (`make fuzz`); a plain build replays inputs from files.
         .executableTarget(name: "cmalab-fuzz", dependencies: ["LabCore", "LabProtocol"]),
 
+        // A stand-in for qemu-system-x86_64 (`CMALAB_QEMU`) that speaks the real frame protocol on the agent
+        // socket and misbehaves as its environment says; the hostile-guest tests run the cmalab binary with it.
+        // Not part of any product.
+        .executableTarget(name: "cmalab-standin-qemu", dependencies: ["AgentCore", "LabProtocol"], path: "Tests/StandinQEMU"),
         // What several test targets share (a seeded PRNG); not part of any product.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // A fake machine (the real agent core in-process over a socketpair, a scripted console and a small CMA

@@ -272,8 +272,10 @@ public final class AgentClient: @unchecked Sendable {
     private func failure(waitingFor what: String) -> LabError {
         // The channel often closes a moment before QEMU exits on a panic: let the machine finish so the
         // console decides (its crash grace period is 3 s at most). A QEMU that has already exited (and may
-        // already be reaped by `isRunning`) still needs one turn of the loop to record how it ended.
-        if machine.exit == nil, closed || !machine.isRunning {
+        // already be reaped by `isRunning`) still needs one turn of the loop to record how it ended. A channel
+        // closed because the guest flooded it explains itself: no wait (the guest would still be flooding, and
+        // the run would end up to 5 s past its deadline).
+        if machine.exit == nil, (closed && flooded == nil) || !machine.isRunning {
             _ = try? machine.runLoop(until: Date().addingTimeInterval(5))
         }
         let tail = machine.console.tail.suffix(25).joined(separator: "\n")
