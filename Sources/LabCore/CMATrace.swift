@@ -36,7 +36,7 @@ public struct CMATraceSummary: Codable, Equatable, Sendable {
     public var line: String {
         var parts: [String] = []
         let sorted = allocationMicroseconds.sorted()
-        if let lo = sorted.first, let hi = sorted.last, let mid = median(sorted.map(Double.init)) {
+        if let lo = sorted.first, let hi = sorted.last, let mid = median(sorted.map { Double($0) }) {
             parts.append("\(sorted.count) allocation\(sorted.count == 1 ? "" : "s"), \(lo)/\(UInt64(mid))/\(hi) µs (min/median/max)")
         }
         if failedAllocations > 0 { parts.append("\(failedAllocations) failed") }

@@ -40,9 +40,18 @@ public enum ObservationDiff {
         for (i, (sa, sb)) in zip(a.steps, b.steps).enumerated() {
             if sa.status != sb.status { field("steps[\(i)] \(sa.kind) status", "\(sa.status)", "\(sb.status)") }
             // A measured allocation whose median time moved by more than 1.5x: a kernel change made CMA slower or faster.
-            if let ta = sa.attemptNanoseconds, let tb = sb.attemptNanoseconds, let ma = median(ta.map(Double.init)), let mb = median(tb.map(Double.init)), ma > 0, mb > 0,
+            if let ta = sa.attemptNanoseconds, let tb = sb.attemptNanoseconds, let ma = median(ta.map { Double($0) }), let mb = median(tb.map { Double($0) }), ma > 0, mb > 0,
                max(ma, mb) / min(ma, mb) > 1.5 {
                 field("steps[\(i)] alloc latency", Evaluate.latencySummary(ta), Evaluate.latencySummary(tb))
+            }
+            // The kernel's own timing (trace events): a median that moved by more than 1.5x, or a different count
+            // of busy retries or migrated pages.
+            if let ta = sa.trace, let tb = sb.trace {
+                let ma = median(ta.allocationMicroseconds.map { Double($0) }), mb = median(tb.allocationMicroseconds.map { Double($0) })
+                let moved = ma.flatMap { x in mb.map { y in x > 0 && y > 0 && max(x, y) / min(x, y) > 1.5 } } ?? (ma != nil) != (mb != nil)
+                if moved || ta.busyRetries != tb.busyRetries || (ta.pagesMigrated == 0) != (tb.pagesMigrated == 0) {
+                    field("steps[\(i)] CMA trace", ta.line, tb.line)
+                }
             }
         }
         out += lines("CMA dmesg", otherCMALines(a), otherCMALines(b))

@@ -175,6 +175,7 @@ public enum HTMLReport {
         if let o {
             h += meminfoBars(o)
             h += occupancy(o)
+            h += traceTable(o)
             h += "<h3>CMA kernel messages</h3>\n"
             if o.boot.cmaLines.isEmpty {
                 h += "<p class=\"note\">No <code>cma:</code> lines in the boot log.</p>\n"
@@ -245,6 +246,20 @@ public enum HTMLReport {
                 h += "<span class=\"pct\">\(Report.fixed(usedPct, digits: 1))% used (\(total - free) kB)</span>"
             }
             h += "</td><td>\(kib(s.memFreeKiB))</td></tr>\n"
+        }
+        return h + "</tbody>\n</table>\n"
+    }
+
+    /// The kernel's CMA trace of each allocating step (CMATrace.swift).
+    static func traceTable(_ o: Observations) -> String {
+        let rows = o.steps.filter { $0.trace != nil }
+        guard !rows.isEmpty else { return "" }
+        var h = "<h3>CMA trace events (kernel timestamps)</h3>\n<table class=\"checks\">\n<thead><tr><th>step</th><th>allocations (min / median / max)</th><th>busy retries</th><th>pages migrated</th></tr></thead>\n<tbody>\n"
+        for s in rows {
+            let t = s.trace!
+            let us = t.allocationMicroseconds.sorted()
+            let times = us.isEmpty ? "none" : "\(us.count): \(us.first!) / \(UInt64(median(us.map { Double($0) }) ?? 0)) / \(us.last!) µs" + (t.failedAllocations > 0 ? ", \(t.failedAllocations) failed" : "")
+            h += "<tr><td>\(s.index): \(esc(s.summary))</td><td>\(esc(times))</td><td>\(t.busyRetries)</td><td>\(t.pagesMigrated)\(t.migrationFailures > 0 ? " (\(t.migrationFailures) failed)" : "")</td></tr>\n"
         }
         return h + "</tbody>\n</table>\n"
     }

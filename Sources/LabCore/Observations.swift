@@ -183,6 +183,8 @@ public struct StepRecord: Codable, Equatable, Sendable {
     public var dma: DMAAllocation?
     /// dma-free, heap-free: how many allocations or buffers were freed.
     public var freedCount: UInt64?
+    /// Allocating steps on kernels with trace events: what the kernel's CMA and migration events said.
+    public var trace: CMATraceSummary?
     public init(index: Int, kind: StepKind, summary: String, status: Int32, seconds: Double) {
         self.index = index; self.kind = kind; self.summary = summary; self.status = status; self.seconds = seconds
     }

@@ -83,10 +83,24 @@ public enum Report {
             }
             out.append("")
         }
+        out += traceLines(verdicts)
         out += oracleLines(verdicts)
         if let line = peakRSSLine(verdicts) { out += [line, ""] }
         out.append(ReportSummary(verdicts).line)
         return out.joined(separator: "\n") + "\n"
+    }
+
+    /// The kernel's CMA trace of each allocating step (CMATrace.swift): one line per step that has one, then a
+    /// blank line; nothing when no step was traced.
+    public static func traceLines(_ verdicts: [Verdict]) -> [String] {
+        var out: [String] = []
+        for v in verdicts {
+            for s in v.observations?.steps ?? [] {
+                guard let t = s.trace, !t.allocationMicroseconds.isEmpty || t.busyRetries > 0 || t.pagesMigrated > 0 else { continue }
+                out.append("  \(oneLine(v.key)) steps[\(s.index)] \(s.kind): \(t.line)")
+            }
+        }
+        return out.isEmpty ? [] : ["CMA trace (kernel timestamps):"] + out + [""]
     }
 
     /// `qemu peak RSS: 8.4 GiB (huge-512g@cma-6.12, the largest of 14 runs)`: how much host memory the biggest

@@ -21,6 +21,8 @@ public final class ProfileRunner: @unchecked Sendable {
     /// This run's DMA test driver module on the host (nil: the image has none), and whether the guest has it loaded.
     var driverModule: String?
     var driverLoaded = false
+    /// Whether this run records the CMA trace events around its allocating steps (Steps/Trace.swift).
+    var tracing = false
 
     public func run(_ profile: Profile, image override: String? = nil) -> Verdict {
         let started = Date()
@@ -78,8 +80,10 @@ public final class ProfileRunner: @unchecked Sendable {
             obs.meminfo.append(try snapshot(agent, label: "boot", run: run))
             obs.areas = try areas(agent)
             obs.dmaHeaps = dmaHeaps(agent)
+            tracing = profile.steps.contains { $0.allocates } && startTracing(agent, config: config)
             for (i, step) in profile.steps.enumerated() where !skipped.contains(where: { $0.index == i }) {
-                obs.steps.append(try perform(step, index: i, agent: agent, run: run))
+                obs.steps.append(step.allocates ? try traced(agent) { () throws(LabError) in try perform(step, index: i, agent: agent, run: run) }
+                                                : try perform(step, index: i, agent: agent, run: run))
             }
             obs.meminfo.append(try snapshot(agent, label: "end", run: run))
             kmsg = try dmesgRecords(agent)

@@ -126,6 +126,10 @@ public enum Step: Equatable, Sendable {
         }
     }
 
+    /// Whether the step allocates CMA memory (an alloc, a dma-alloc, a heap-alloc): the run records the CMA trace
+    /// events around it where the kernel has them.
+    public var allocates: Bool { [.alloc, .dmaAlloc, .heapAlloc].contains(kind) }
+
     /// See `StepModel.usesTestDriver`.
     public var usesTestDriver: Bool { model.usesTestDriver }
 
