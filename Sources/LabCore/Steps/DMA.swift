@@ -71,6 +71,24 @@ public struct DMAAllocStep: StepModel {
         "dma-alloc \(ByteSize(bytes: size)) for a \(mask)-bit device (\(call.function))"
     }
 
+    /// CmaFree must drop by the size, less what movable allocations had borrowed from the area before (pages
+    /// in use but not allocated through CMA, `PressureStep.lentPages`): those were not free, and the allocator
+    /// migrated them out. Nil without CMA lines in meminfo.
+    static func cmaFreeDrop(size: UInt64, tolerance: Approximate.Tolerance, before: MeminfoSnapshot?, after: MeminfoSnapshot?,
+                            usedBefore: UInt64?, name: String) -> CheckResult? {
+        guard let b = before?.cmaFreeKiB, let a = after?.cmaFreeKiB else { return nil }
+        let drop = AllocStep.clampedBytes(kib: b) - AllocStep.clampedBytes(kib: a)
+        let lentPages = PressureStep.lentPages(before, usedPages: usedBefore ?? 0) ?? 0
+        let (lentBytes, overflow) = lentPages.multipliedReportingOverflow(by: 4096)
+        let lent = overflow ? UInt64.max : lentBytes
+        let want = Approximate(bytes: size, tolerance: tolerance)
+        let slack = want.allowedDeviation()
+        let low = size > lent ? size - lent : 0
+        let passed = drop >= 0 && UInt64(drop) <= size &+ slack && UInt64(drop) &+ slack >= low
+        let expected = lent == 0 ? want.description : "\(want) less up to \(Evaluate.signedSize(Int64(clamping: lent))) lent out before"
+        return CheckResult(name: name, expected: expected, observed: Evaluate.signedSize(drop), passed: passed)
+    }
+
     /// Whether [address, address + size) lies below 2^bits.
     public static func fits(address: UInt64, size: UInt64, bits: Int) -> Bool {
         let (last, overflow) = address.addingReportingOverflow(size == 0 ? 0 : size - 1)
@@ -94,11 +112,9 @@ public struct DMAAllocStep: StepModel {
             out.append(CheckResult(name: "\(c.name).from", expected: from.rawValue,
                                    observed: d.area.map { "cma (\($0))" } ?? "buddy", passed: source == from))
         }
-        if d.area != nil, let before = r.before?.cmaFreeKiB, let after = r.after?.cmaFreeKiB {
-            let drop = AllocStep.clampedBytes(kib: before) - AllocStep.clampedBytes(kib: after)
-            let want = Approximate(bytes: size, tolerance: tolerance)
-            out.append(CheckResult(name: "\(c.name).cma-free-drop", expected: want.description, observed: Evaluate.signedSize(drop),
-                                   passed: drop >= 0 && want.accepts(UInt64(drop))))
+        if d.area != nil, let check = Self.cmaFreeDrop(size: size, tolerance: tolerance, before: r.before, after: r.after,
+                                                      usedBefore: r.areaBefore?.used, name: "\(c.name).cma-free-drop") {
+            out.append(check)
             let usedDelta = Int64(clamping: r.areaAfter?.used ?? 0) - Int64(clamping: r.areaBefore?.used ?? 0)
             let pages = Int64(clamping: (size + 4095) / 4096)
             out.append(CheckResult(name: "\(c.name).used-delta", expected: ">= \(pages)", observed: "\(usedDelta)", passed: usedDelta >= pages))

@@ -77,11 +77,9 @@ public struct HeapAllocStep: StepModel {
                                passed: ok == expectSuccess))
         // A CMA heap is named after its area: its pages must come out of that area.
         guard ok, r.areaBefore != nil else { return out }
-        if let before = r.before?.cmaFreeKiB, let after = r.after?.cmaFreeKiB {
-            let drop = AllocStep.clampedBytes(kib: before) - AllocStep.clampedBytes(kib: after)
-            let want = Approximate(bytes: size, tolerance: tolerance)
-            out.append(CheckResult(name: "\(c.name).cma-free-drop", expected: want.description, observed: Evaluate.signedSize(drop),
-                                   passed: drop >= 0 && want.accepts(UInt64(drop))))
+        if let check = DMAAllocStep.cmaFreeDrop(size: size, tolerance: tolerance, before: r.before, after: r.after,
+                                                usedBefore: r.areaBefore?.used, name: "\(c.name).cma-free-drop") {
+            out.append(check)
         }
         let usedDelta = Int64(clamping: r.areaAfter?.used ?? 0) - Int64(clamping: r.areaBefore?.used ?? 0)
         let pages = Int64(clamping: (size + 4095) / 4096)
