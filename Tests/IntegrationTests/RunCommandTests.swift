@@ -17,11 +17,11 @@ extension Integration {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try IT.runCLI(["run", "--accel", "tcg", "--json", dir + "/r.json", "--junit", dir + "/r.xml"])
         #expect(r.status == 0, "stdout:\n\(r.stdout)\nstderr:\n\(r.stderr)")
-        #expect(r.stdout.hasSuffix("16 passed, 0 failed, 0 errors\n"))
+        #expect(r.stdout.hasSuffix("20 passed, 0 failed, 0 errors\n"))
 
         let (verdicts, meta) = try Report.decodeResults(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))))
         #expect(meta.accelerator == "tcg")
-        #expect(verdicts.count == 16 && verdicts.allSatisfy { $0.kind == .pass })
+        #expect(verdicts.count == 20 && verdicts.allSatisfy { $0.kind == .pass })
         // The 512 GiB guest: QEMU's host RSS is its struct page array (1/64 of RAM, 8 GiB), not its RAM.
         let huge = try #require(verdicts.first { $0.profile == "huge-512g" }?.observations?.qemuPeakRSSKiB)
         #expect(huge > 4 << 20 && huge < 32 << 20, "huge-512g: QEMU peak RSS \(huge) KiB")
@@ -37,7 +37,7 @@ extension Integration {
             for suite in xml:
                 print(suite.name, suite.tests, suite.failures, suite.errors)
             """, dir + "/r.xml"])
-        #expect(out == "cma-6.12 13 0 0\ncma-6.12-numa 2 0 0\nnocma-6.12 1 0 0\n")
+        #expect(out == "cma-6.12 17 0 0\ncma-6.12-numa 2 0 0\nnocma-6.12 1 0 0\n")
 
         // Under pressure: the lent pages migrate back for the whole-area allocation, unless pipes hold them.
         let whole = try #require(verdicts.first { $0.profile == "pressure-whole-area" }?.observations?.steps)
@@ -49,6 +49,14 @@ extension Integration {
         #expect(pinned[1].attemptErrnos == [12, 12])
         #expect(pinned[1].kernelMessages?.contains { $0.contains("alloc failed, req-size: 262144 pages, ret: -16") } == true)
         #expect(pinned[3].status == 0)
+        // The device's question: the seed's 32-bit device gets its 1024 MiB from the area below 4 GiB; with the
+        // area at 4 GiB it gets nothing that large, a 64-bit device does; long-term pins do not block the area.
+        let dma32 = try #require(verdicts.first { $0.profile == "seed-dma32" }?.observations?.steps)
+        #expect(dma32[0].dma?.area == "reserved" && (dma32[0].dma?.physicalAddress ?? .max) < 1 << 31)
+        let above = try #require(verdicts.first { $0.profile == "area-above-4g-dma32" }?.observations?.steps)
+        #expect(above.map(\.status) == [12, 0, 0, 0] && above[2].dma?.area == "reserved")
+        let longterm = try #require(verdicts.first { $0.profile == "pins-longterm-migrate" }?.observations?.steps)
+        #expect(longterm[0].output?.contains("longterm-pinned") == true && longterm[1].status == 0)
 
         // Every run directory holds the artifacts a report links to.
         let run = seed.runDirectory
