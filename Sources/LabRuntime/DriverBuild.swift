@@ -28,15 +28,21 @@ extension KernelStore {
         guard !kernel.configPath.isEmpty, let config = try? kernel.config() else {
             return "the kernel has no .config beside it, so the driver cannot be built for it"
         }
-        return config.isEnabled("MODULES") ? nil : "image \(kernel.name) has no CONFIG_MODULES, so cmalab's DMA test driver cannot be loaded"
+        guard config.isEnabled("MODULES") else { return "image \(kernel.name) has no CONFIG_MODULES, so cmalab's DMA test driver cannot be loaded" }
+        let hash = (try? driverHash()) ?? ""
+        if !hash.isEmpty, Files.exists(kernel.directory + "/cmalab_dma-\(hash).ko") { return nil }
+        guard buildTree(of: kernel) != nil else {
+            return "cmalab builds its DMA test driver only against the build tree of an image it built from source, and \(kernel.name) has none here (a packaged or prebuilt kernel, or its tree was removed from \(paths.cache)/build)"
+        }
+        return nil
     }
 
     /// The driver module for `kernel`, built if it is not cached yet.
     public func testDriver(for kernel: BuiltKernel) throws(LabError) -> String {
-        if let why = driverUnavailable(kernel) { throw LabError(.preflight, why) }
         let hash = try driverHash()
         let module = kernel.directory + "/cmalab_dma-\(hash).ko"
         if Files.exists(module) { return module }
+        if let why = driverUnavailable(kernel) { throw LabError(.preflight, why) }
         guard let tree = buildTree(of: kernel) else {
             throw LabError(.build, "the build tree of \(kernel.name) is gone from \(paths.cache)/build, so the DMA test driver cannot be built against it",
                            hint: "rebuild the image: `cmalab image build --force \(kernel.name)`")
