@@ -353,14 +353,20 @@ public enum HTMLReport {
         return parts.isEmpty ? "." : parts.joined(separator: "/")
     }
 
-    /// A path as a URL reference: characters that would end or change it are percent-encoded.
+    /// A path as a URL reference: characters that would end or change it are percent-encoded, and so are those
+    /// XML cannot hold (U+FFFE, U+FFFF): the page's escaping would drop them, and
+    /// `.\u{FFFE}.` would become `..` after `isSafeLink` looked at it.
     static func href(_ path: String) -> String {
         var out = ""
         for u in path.unicodeScalars {
             switch u {
             case "%", "#", "?", " ", "\"", "<", ">", "\\", "^", "`", "{", "|", "}": out += String(format: "%%%02X", u.value)
             default:
-                if u.value < 0x20 || u.value == 0x7F { out += String(format: "%%%02X", u.value) } else { out.unicodeScalars.append(u) }
+                if u.value < 0x20 || u.value == 0x7F || !Report.isXMLChar(u) {
+                    for b in String(u).utf8 { out += String(format: "%%%02X", b) }
+                } else {
+                    out.unicodeScalars.append(u)
+                }
             }
         }
         return out
