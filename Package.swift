@@ -32,8 +32,9 @@ let package = Package(
         .target(name: "AgentCore", dependencies: ["LabProtocol"]),
         // PID 1 in the guest; linked with -static-executable by the Makefile.
         .executableTarget(name: "cmalab-agent", dependencies: ["AgentCore"]),
-        // libFuzzer target for the parsers (`make fuzz`); a plain build replays inputs from files.
-        .executableTarget(name: "cmalab-fuzz", dependencies: ["LabCore", "LabProtocol"]),
+        // libFuzzer target for the parsers, results files and the agent client's inbox (`make fuzz`); a plain build
+        // replays inputs from files.
+        .executableTarget(name: "cmalab-fuzz", dependencies: ["LabCore", "LabProtocol", "LabRuntime"]),
 
         // What several test targets share (a seeded PRNG); not part of any product.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
