@@ -7,11 +7,13 @@ import LabProtocol
 ///
 /// Bytes go in with `feed`; `takeFrame(budget:)` decodes the next frame and decides what becomes of it:
 /// - a response to a request that is awaited (`expect`) and not answered yet is kept until `forget`;
-/// - a `ready` event sets `hello`; other events are kept within `eventBudget` payload bytes, and the last
-///   fatal message is kept in any case (cut to `fatalMessageLimit` bytes);
+/// - the first `ready` event sets `hello`; the agent repeats it until it hears from the host, so later ones are
+///   counted apart (`repeatedHellos`) and their bytes count as unwanted;
+/// - other events are kept within `eventBudget` payload bytes, and the last fatal message is kept in any case
+///   (cut to `fatalMessageLimit` bytes);
 /// - every other valid frame (a response nobody waits for, a second answer, a request, an event that does not
 ///   decode or does not fit) is dropped and counted.
-/// Dropped frames and the bytes the decoder skipped count against `garbageLimit` (`isFlooded`).
+/// Dropped frames, repeated hellos and the bytes the decoder skipped count against `garbageLimit` (`isFlooded`).
 public struct AgentInbox: Sendable {
     /// The payload bytes of events kept at most; beyond it events are dropped and counted.
     public static let eventBudget = 64 << 10
@@ -20,7 +22,7 @@ public struct AgentInbox: Sendable {
 
     /// Bytes that are not frames the host asked for, at most, before the channel counts as flooded.
     public var garbageLimit: UInt64
-    /// The agent's last `ready` event.
+    /// The agent's `ready` event (the first one).
     public private(set) var hello: AgentHello?
     /// Events other than `ready`, oldest first, at most `eventBudget` payload bytes of them.
     public private(set) var events: [AgentEvent] = []
@@ -29,6 +31,10 @@ public struct AgentInbox: Sendable {
     /// Valid frames thrown away, and their bytes (header included).
     public private(set) var droppedFrames: UInt64 = 0
     public private(set) var droppedBytes: UInt64 = 0
+    /// `ready` events after the first, and their bytes (header included). The agent repeats its hello until the
+    /// host has sent something, so a few are normal; a guest that keeps sending them floods the channel.
+    public private(set) var repeatedHellos: UInt64 = 0
+    public private(set) var repeatedHelloBytes: UInt64 = 0
     /// The most bytes held at once (decoder, responses, events).
     public private(set) var peakBufferedBytes = 0
 
@@ -47,8 +53,8 @@ public struct AgentInbox: Sendable {
 
     /// Bytes held right now: the decoder's buffer, responses not yet taken, events.
     public var bufferedBytes: Int { decoder.bufferedByteCount + responseBytes.values.reduce(0, +) + eventBytes }
-    /// Bytes on the channel that were not frames kept: skipped by the decoder, or dropped.
-    public var unwantedBytes: UInt64 { decoder.stats.skippedBytes + droppedBytes }
+    /// Bytes on the channel that were not frames kept: skipped by the decoder, dropped, or repeated hellos.
+    public var unwantedBytes: UInt64 { decoder.stats.skippedBytes + droppedBytes + repeatedHelloBytes }
     /// True once the unwanted bytes passed `garbageLimit`.
     public var isFlooded: Bool { unwantedBytes > garbageLimit }
     public var decoderStats: DecoderStats { decoder.stats }
@@ -58,7 +64,8 @@ public struct AgentInbox: Sendable {
     public var floodReason: String {
         let s = decoder.stats
         return "the guest flooded the agent channel with more than \(ByteSize(bytes: garbageLimit)) that are not frames it was asked for "
-            + "(\(s.badChecksums) bad checksums, \(s.oversizeFrames) oversize headers, \(droppedFrames) unasked frames of \(ByteSize(bytes: droppedBytes)))"
+            + "(\(s.badChecksums) bad checksums, \(s.oversizeFrames) oversize headers, \(droppedFrames) unasked frames of \(ByteSize(bytes: droppedBytes))"
+            + (repeatedHellos > 0 ? ", \(repeatedHellos) repeated hellos)" : ")")
     }
 
     /// A request `id` was sent: its first response will be kept.
@@ -117,7 +124,12 @@ public struct AgentInbox: Sendable {
         guard let e = try? AgentEvent.decode(frame.payload) else { return drop(frame) }
         switch e {
         case .ready(let h):
-            hello = h
+            if hello == nil {
+                hello = h
+            } else {
+                repeatedHellos += 1
+                repeatedHelloBytes += UInt64(Frame.headerSize + frame.payload.count)
+            }
             return
         case .fatal(let message):
             lastFatal = String(decoding: message.utf8.prefix(Self.fatalMessageLimit), as: UTF8.self)

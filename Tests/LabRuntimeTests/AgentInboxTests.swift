@@ -89,4 +89,31 @@ import LabProtocol
         #expect(inbox.isFlooded && inbox.unwantedBytes == 1040)
         #expect(inbox.floodReason.contains("2 unasked frames"), "\(inbox.floodReason)")
     }
+
+    /// The agent repeats its hello until it hears from the host, so later ready events are not errors; but they are
+    /// not kept, and their bytes count against the channel limit, so a guest that keeps repeating it floods the
+    /// channel instead of keeping the host decoding forever. Found by cmalab-fuzz's agentStream target (a libFuzzer
+    /// timeout: 37 MB of ready events, 1129 bytes counted; corpus: agent-ready-flood).
+    @Test func repeatedReadyEventsCountAgainstTheChannelLimit() {
+        var inbox = AgentInbox(maxPayload: 1 << 16, garbageLimit: 4096)
+        let ready = Self.frame(.event, 0, AgentEvent.ready(Self.hello).encode())
+        var later = Self.hello
+        later.cmdline = "cma=1G"
+        let again = Self.frame(.event, 0, AgentEvent.ready(later).encode())
+        inbox.feed(ready)
+        #expect(Self.drain(&inbox) == 1)
+        #expect(inbox.hello == Self.hello && inbox.repeatedHellos == 0 && inbox.unwantedBytes == 0)
+        var sent = 0
+        while !inbox.isFlooded && sent < 1000 {
+            inbox.feed(again)
+            _ = Self.drain(&inbox)
+            sent += 1
+        }
+        #expect(inbox.isFlooded, "\(sent) more ready events, \(inbox.unwantedBytes) bytes counted")
+        #expect(sent == 4096 / again.count + 1)
+        #expect(inbox.repeatedHellos == UInt64(sent) && inbox.unwantedBytes == UInt64(sent * again.count))
+        #expect(inbox.droppedFrames == 0 && inbox.events.isEmpty)
+        #expect(inbox.hello == Self.hello, "the hello is the first one")
+        #expect(inbox.floodReason.contains("\(sent) repeated hellos"), "\(inbox.floodReason)")
+    }
 }
