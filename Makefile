@@ -45,8 +45,9 @@ unit:
 clean:
 	rm -rf .build .build-agent
 
-## Fuzz the parsers (kernel log, meminfo, cma= family, profiles, matrices, protocol frames, .config) with
-## libFuzzer for FUZZ_SECONDS (default 10 minutes). New crashes are written to .build-fuzz/crash-*; add
+## Fuzz the parsers (kernel log, meminfo, cma= family, profiles, matrices, protocol frames, .config), results
+## files through `report html`'s page, and the agent client's frame handling (AgentInbox) with libFuzzer for
+## FUZZ_SECONDS (default 10 minutes). New crashes are written to .build-fuzz/crash-*; add
 ## each to Fuzz/corpus/ (it is replayed on every run) and fix the parser.
 FUZZ_SECONDS ?= 600
 FUZZ := .build-fuzz/debug/cmalab-fuzz

@@ -32,8 +32,9 @@ let package = Package(
         .target(name: "AgentCore", dependencies: ["LabProtocol"]),
         // PID 1 in the guest; linked with -static-executable by the Makefile.
         .executableTarget(name: "cmalab-agent", dependencies: ["AgentCore"]),
-        // libFuzzer target for the parsers (`make fuzz`); a plain build replays inputs from files.
-        .executableTarget(name: "cmalab-fuzz", dependencies: ["LabCore", "LabProtocol"]),
+        // libFuzzer target for the parsers, results files and the agent client's inbox (`make fuzz`); a plain build
+        // replays inputs from files.
+        .executableTarget(name: "cmalab-fuzz", dependencies: ["LabCore", "LabProtocol", "LabRuntime"]),
 
         // A stand-in for qemu-system-x86_64 (`CMALAB_QEMU`) that speaks the real frame protocol on the agent
         // socket and misbehaves as its environment says; the hostile-guest tests run the cmalab binary with it.

@@ -54,6 +54,21 @@ public enum HTMLReport {
         return h
     }
 
+    /// The oracle's predicted placement of each verdict's area, by `Verdict.key`: the whole span the area may occupy
+    /// ([lowest base, highest base + size), inclusive end). Checked: a prediction read back from a results file may be
+    /// crafted.
+    public static func predictedPlacements(_ verdicts: [Verdict]) -> [String: MemoryRange] {
+        var placements: [String: MemoryRange] = [:]
+        for v in verdicts {
+            if let a = v.oracle?.prediction.area, a.sizeBytes > 0 {
+                let kind = a.exact ? "exact" : "a \(a.sizeMiB) MiB area based anywhere in \(hex(a.baseMin))-\(hex(a.baseMax))"
+                let (top, overflow) = a.baseMax.addingReportingOverflow(a.sizeBytes - 1)
+                placements[v.key] = MemoryRange(start: a.baseMin, end: overflow ? UInt64.max : top, type: kind)
+            }
+        }
+        return placements
+    }
+
     // MARK: - Grid and differences
 
     /// `run-3-seed-1g-at-1-2g-cma-6-12`: unique, and only letters, digits and `-`.
@@ -368,14 +383,20 @@ public enum HTMLReport {
         return parts.isEmpty ? "." : parts.joined(separator: "/")
     }
 
-    /// A path as a URL reference: characters that would end or change it are percent-encoded.
+    /// A path as a URL reference: characters that would end or change it are percent-encoded, and so are those
+    /// XML cannot hold (U+FFFE, U+FFFF): the page's escaping would drop them, and
+    /// `.\u{FFFE}.` would become `..` after `isSafeLink` looked at it.
     static func href(_ path: String) -> String {
         var out = ""
         for u in path.unicodeScalars {
             switch u {
             case "%", "#", "?", " ", "\"", "<", ">", "\\", "^", "`", "{", "|", "}": out += String(format: "%%%02X", u.value)
             default:
-                if u.value < 0x20 || u.value == 0x7F { out += String(format: "%%%02X", u.value) } else { out.unicodeScalars.append(u) }
+                if u.value < 0x20 || u.value == 0x7F || !Report.isXMLChar(u) {
+                    for b in String(u).utf8 { out += String(format: "%%%02X", b) }
+                } else {
+                    out.unicodeScalars.append(u)
+                }
             }
         }
         return out

@@ -123,7 +123,8 @@ public struct FrameDecoder: Sendable {
 
     /// The next valid frame, or nil. Each candidate examined takes its checksum work (in bytes) from
     /// `budget`; once it is spent, returns nil with `budget <= 0` and the rest for the next call. Nil
-    /// with `budget > 0` means more bytes are needed.
+    /// with `budget > 0` means more bytes are needed (a candidate waiting for its payload takes nothing, so
+    /// this holds for any budget above zero).
     public mutating func next(budget: inout Int) -> Frame? {
         let header = Frame.headerSize
         while budget > 0 {
@@ -149,7 +150,12 @@ public struct FrameDecoder: Sendable {
                 skip(Frame.magic.count)
                 continue
             }
-            guard buffer.count - start >= header + length else { return nil }
+            guard buffer.count - start >= header + length else {
+                // Nothing was decided: waiting costs nothing, so the budget stays above zero ("more bytes are
+                // needed") even when it was smaller than a header.
+                budget += header
+                return nil
+            }
 
             let before = checksummedBytes
             let valid = candidateChecksum(length: length) == readUInt32(at: start + 16)

@@ -10,45 +10,42 @@ import LabProtocol
 public final class AgentClient: @unchecked Sendable {
     public let machine: any Machine
     public let socketPath: String
-    public private(set) var hello: AgentHello?
+    /// The agent's hello, from its ready event.
+    public var hello: AgentHello? { inbox.hello }
     /// When the ready event arrived.
     public private(set) var readyAt: Date?
     public private(set) var closed = false
     /// Bytes on the channel that are not frames the client asked for, at most (garbage, frames that fail
     /// their checks, responses to ids nobody waits for, events beyond `eventBudget`); a guest that sends
     /// more is flooding it.
-    public var garbageLimit: UInt64 = 64 << 20
+    public var garbageLimit: UInt64 {
+        get { inbox.garbageLimit }
+        set { inbox.garbageLimit = newValue }
+    }
     /// Set when the guest flooded the channel (the client then stops reading it).
     public private(set) var flooded: String?
     /// The payload bytes of events the client keeps at most; beyond it events are dropped and counted.
-    public static let eventBudget = 64 << 10
-    /// The longest fatal message kept, in UTF-8 bytes.
-    static let fatalMessageLimit = 4096
+    public static let eventBudget = AgentInbox.eventBudget
     /// Events other than `ready` (agent log lines, fatal reasons), oldest first, at most `eventBudget`
     /// payload bytes of them.
-    public private(set) var events: [AgentEvent] = []
+    public var events: [AgentEvent] { inbox.events }
     /// The agent's last fatal message, kept even when `events` had no room left for it (cut to 4 KiB).
-    public private(set) var lastFatal: String?
+    public var lastFatal: String? { inbox.lastFatal }
     /// Valid frames thrown away: responses to ids nobody waits for (unasked, or late after a timeout) and
     /// events beyond the budget. Their bytes count against `garbageLimit`.
-    public private(set) var droppedFrames: UInt64 = 0
-    public private(set) var droppedBytes: UInt64 = 0
+    public var droppedFrames: UInt64 { inbox.droppedFrames }
+    public var droppedBytes: UInt64 { inbox.droppedBytes }
+    /// The most bytes held for the host at once (decoder, responses, events), for tests.
+    public var peakBufferedBytes: Int { inbox.peakBufferedBytes }
 
     private var fd: Int32 = -1
-    private var decoder = FrameDecoder(maxPayload: 32 << 20)
-    /// Ids of requests sent and not yet answered or given up on: the only responses the client keeps.
-    private var awaiting: Set<UInt32> = []
-    private var responses: [UInt32: AgentResponse] = [:]
-    /// Payload bytes of each held response and of the held events.
-    private var responseBytes: [UInt32: Int] = [:]
-    private var eventBytes = 0
-    /// The most bytes held for the host at once (decoder, responses, events), for tests.
-    public private(set) var peakBufferedBytes = 0
+    /// What the guest sent, decoded: which frames are kept, dropped and counted (no I/O; fuzzed by cmalab-fuzz).
+    private var inbox = AgentInbox(maxPayload: 32 << 20)
 
     /// Bytes held for the host right now: the decoder's buffer, responses not yet taken, events.
-    public var bufferedBytes: Int { decoder.bufferedByteCount + responseBytes.values.reduce(0, +) + eventBytes }
+    public var bufferedBytes: Int { inbox.bufferedBytes }
     /// Bytes on the channel that were not frames the client kept.
-    var unwantedBytes: UInt64 { decoder.stats.skippedBytes + droppedBytes }
+    var unwantedBytes: UInt64 { inbox.unwantedBytes }
     private var nextID: UInt32 = 1
     private var buffer = [UInt8](repeating: 0, count: 65536)
 
@@ -73,12 +70,12 @@ public final class AgentClient: @unchecked Sendable {
         let id = nextID
         nextID &+= 1
         let frame = Frame(kind: .request, id: id, payload: request.encode())
-        awaiting.insert(id)
-        defer { forget(id) }
+        inbox.expect(id)
+        defer { inbox.forget(id) }
         try send(frame.encoded(), for: request)
         let deadline = Date().addingTimeInterval(timeout)
-        _ = try machine.runLoop(until: deadline) { [unowned self] in self.responses[id] != nil || self.closed }
-        if let r = responses[id] { return r }
+        _ = try machine.runLoop(until: deadline) { [unowned self] in self.inbox.response(to: id) != nil || self.closed }
+        if let r = inbox.response(to: id) { return r }
         throw failure(waitingFor: "the agent to answer \(Self.name(of: request))")
     }
 
@@ -170,15 +167,14 @@ public final class AgentClient: @unchecked Sendable {
         let sliceEnd = Date().addingTimeInterval(Self.timeSlice)
         while fd >= 0 {
             let drained = decodeBuffered(until: sliceEnd)
-            if unwantedBytes > garbageLimit {
-                stopReading(flooded: floodReason())
+            if inbox.isFlooded {
+                stopReading(flooded: inbox.floodReason)
                 return false
             }
             if !drained || Date() >= sliceEnd { return true }
             let n = recv(fd, &buffer, buffer.count, 0)
             if n > 0 {
-                decoder.feed(buffer[0..<n])
-                notePeak()
+                inbox.feed(buffer[0..<n])
                 continue
             }
             if n == 0 || (errno != EAGAIN && errno != EINTR) {
@@ -194,9 +190,8 @@ public final class AgentClient: @unchecked Sendable {
     private func decodeBuffered(until sliceEnd: Date) -> Bool {
         while true {
             var budget = Self.decodeStep
-            while let frame = decoder.next(budget: &budget) {
-                dispatch(frame)
-                notePeak()
+            while inbox.takeFrame(budget: &budget) {
+                if readyAt == nil, inbox.hello != nil { readyAt = Date() }
             }
             if budget > 0 { return true }
             if Date() >= sliceEnd { return false }
@@ -208,64 +203,6 @@ public final class AgentClient: @unchecked Sendable {
         flooded = reason
         closed = true
         machine.agentFD = -1
-    }
-
-    private func floodReason() -> String {
-        let s = decoder.stats
-        return "the guest flooded the agent channel with more than \(ByteSize(bytes: garbageLimit)) that are not frames it was asked for "
-            + "(\(s.badChecksums) bad checksums, \(s.oversizeFrames) oversize headers, \(droppedFrames) unasked frames of \(ByteSize(bytes: droppedBytes)))"
-    }
-
-    private func notePeak() { peakBufferedBytes = max(peakBufferedBytes, bufferedBytes) }
-
-    /// The request `id` is answered or given up on: its response, if any, goes, and a late one is dropped.
-    private func forget(_ id: UInt32) {
-        awaiting.remove(id)
-        responses[id] = nil
-        responseBytes[id] = nil
-    }
-
-    /// A valid frame the client does not keep: counted, and its bytes count against `garbageLimit`.
-    private func drop(_ frame: Frame) {
-        droppedFrames += 1
-        droppedBytes += UInt64(Frame.headerSize + frame.payload.count)
-    }
-
-    private func dispatch(_ frame: Frame) {
-        switch frame.kind {
-        case .response: keepResponse(frame)
-        case .event: keepEvent(frame)
-        case .request: drop(frame)
-        }
-    }
-
-    /// Keeps the first response to a request that is waiting; any other response is dropped.
-    private func keepResponse(_ frame: Frame) {
-        guard awaiting.contains(frame.id), responses[frame.id] == nil else { return drop(frame) }
-        responseBytes[frame.id] = frame.payload.count
-        if let r = try? AgentResponse.decode(frame.payload) {
-            responses[frame.id] = r
-        } else {
-            responses[frame.id] = .failure(errno: EPROTO, message: "undecodable response from the agent")
-        }
-    }
-
-    /// Keeps events within `eventBudget` payload bytes; the last fatal message is kept in any case.
-    private func keepEvent(_ frame: Frame) {
-        guard let e = try? AgentEvent.decode(frame.payload) else { return drop(frame) }
-        switch e {
-        case .ready(let h):
-            if hello == nil { readyAt = Date() }
-            hello = h
-            return
-        case .fatal(let message):
-            lastFatal = String(decoding: message.utf8.prefix(Self.fatalMessageLimit), as: UTF8.self)
-        case .log:
-            break
-        }
-        guard eventBytes + frame.payload.count <= Self.eventBudget else { return drop(frame) }
-        events.append(e)
-        eventBytes += frame.payload.count
     }
 
     /// Turns "the thing we waited for did not come" into the most specific reason there is.
@@ -280,7 +217,7 @@ public final class AgentClient: @unchecked Sendable {
         }
         let tail = machine.console.tail.suffix(25).joined(separator: "\n")
         if let flooded { return LabError(.agent, "\(flooded)\n--- console tail ---\n\(tail)") }
-        if let fatal = lastFatal {
+        if let fatal = inbox.lastFatal {
             return LabError(.agent, "the agent failed: \(fatal)")
         }
         if let crash = machine.console.crash {

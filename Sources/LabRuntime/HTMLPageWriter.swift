@@ -12,15 +12,7 @@ public enum HTMLPageWriter {
         let cwd = FileManager.default.currentDirectoryPath
         let pageDirectory = Path.directory(of: Path.resolve(path, relativeTo: cwd))
         var input = HTMLReportInput(title: title, verdicts: verdicts, meta: meta)
-        // The oracle's predicted placement: the whole span the area may occupy ([lowest base, highest base + size)).
-        for v in verdicts {
-            if let a = v.oracle?.prediction.area, a.sizeBytes > 0 {
-                let kind = a.exact ? "exact" : "a \(a.sizeMiB) MiB area based anywhere in \(hex(a.baseMin))-\(hex(a.baseMax))"
-                // Checked: the prediction is read back from a results file, which may be crafted.
-                let (top, overflow) = a.baseMax.addingReportingOverflow(a.sizeBytes - 1)
-                input.predictedPlacement[v.key] = MemoryRange(start: a.baseMin, end: overflow ? UInt64.max : top, type: kind)
-            }
-        }
+        input.predictedPlacement = HTMLReport.predictedPlacements(verdicts)
         let roots = runRoots.map { canonical(Path.resolve($0, relativeTo: cwd)) }
         for v in verdicts where !v.runDirectory.isEmpty {
             guard let dir = runDirectory(v.runDirectory, cwd: cwd, roots: roots) else { continue }

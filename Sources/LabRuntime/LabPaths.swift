@@ -186,6 +186,25 @@ final class FileLock {
         }
     }
 
+    private init(path: String, fd: Int32) {
+        self.path = path; self.fd = fd
+    }
+
+    /// The lock if it is free now, nil if another holder has it (another process, or another open of the same
+    /// file in this one: flock locks belong to the open file, not to the process). Never waits.
+    static func attempt(_ path: String) throws(LabError) -> FileLock? {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw LabError.posix("cannot open lock", path) }
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let e = errno
+            if e == EINTR { continue }
+            close(fd)
+            if e == EWOULDBLOCK { return nil }
+            throw LabError.posix("cannot lock", path, errno: e)
+        }
+        return FileLock(path: path, fd: fd)
+    }
+
     func unlock() {
         if fd >= 0 { flock(fd, LOCK_UN); close(fd); fd = -1 }
     }

@@ -499,6 +499,18 @@ import Testing
         #expect(page.contains("href=\"ok/run/console.log\""))
     }
 
+    /// A character XML cannot hold (U+FFFE) is dropped from the page's text; inside a link it would turn a component
+    /// `.\u{FFFE}.`, which is not `..`, into `..` after the check. Links percent-encode it instead (found by cmalab-fuzz
+    /// with the corpus file results-hostile-links).
+    @Test func charactersThePageCannotHoldDoNotHideAClimbInALink() throws {
+        let o = try Self.seed()
+        let name = "ok/.\u{FFFE}./.\u{FFFE}./etc"
+        let page = HTMLReport.page(HTMLReportInput(title: "t", verdicts: [Verdict(profile: "p", image: o.image, kind: .pass, checks: [], observations: o,
+                                                                                  runDirectory: name)]))
+        #expect(!page.contains("href=\"ok/../"), "a climb in a link")
+        #expect(page.contains("href=\"ok/.%EF%BF%BE./.%EF%BF%BE./etc/console.log\""))
+    }
+
     /// html5lib's strict parser raises on any HTML5 parse error (what a validator would flag in the syntax).
     @Test(.enabled(if: HTMLReportTests.html5libAvailable, "needs Python's html5lib (Scripts/setup-host installs it)"))
     func pageHasNoHTML5ParseErrors() throws {

@@ -213,6 +213,25 @@ import TestSupport
         #expect(decoder.checksummedBytes <= 9 * UInt64(stream.count) + 4096, "checksummed \(decoder.checksummedBytes) bytes for \(stream.count) received")
     }
 
+    /// A header whose payload has not arrived yet costs nothing: `next(budget:)` returns nil with the budget left
+    /// (more bytes are needed), whatever the budget, so a caller that calls again while its budget is spent does not
+    /// spin on it. Found by cmalab-fuzz's agentStream target with a 1-byte decode step (corpus: agent-budget-stall).
+    @Test func aFrameWaitingForItsPayloadLeavesTheBudget() {
+        let frame = Frame(kind: .response, id: 1, payload: [UInt8](repeating: 7, count: 100))
+        let bytes = frame.encoded()
+        for start in [1, 5, 20, 21, 64 << 10] {
+            var decoder = FrameDecoder(maxPayload: 1 << 10)
+            decoder.feed(bytes.prefix(Frame.headerSize + 50))
+            var budget = start
+            #expect(decoder.next(budget: &budget) == nil)
+            #expect(budget == start, "a budget of \(start) came back as \(budget)")
+            decoder.feed(bytes.dropFirst(Frame.headerSize + 50))
+            // Once complete, a budget smaller than a header still finishes the one candidate it starts.
+            budget = start
+            #expect(decoder.next(budget: &budget) == frame)
+        }
+    }
+
     /// Which frames are accepted and every counter are exactly those of checksumming each candidate's
     /// bytes directly (the decoder before the stream checksums), on streams dense with overlapping
     /// candidates, fed in random chunks.
