@@ -10,7 +10,7 @@ import LabRuntime
 
 enum FuzzTarget: UInt8, CaseIterable {
     // New targets go at the end: the corpus files start with the byte that picks theirs.
-    case kernelLog, meminfo, cmaArgument, cmaFamily, profile, matrix, frames, kernelConfig, cmaBitmap, resultsFile, agentStream
+    case kernelLog, meminfo, cmaArgument, cmaFamily, profile, matrix, frames, kernelConfig, cmaBitmap, resultsFile, agentStream, deviceOutput
 
     static func pick(_ byte: UInt8) -> FuzzTarget { allCases[Int(byte) % allCases.count] }
 }
@@ -60,6 +60,15 @@ func fuzzOne(_ data: [UInt8]) {
         fuzzResultsFile(body)
     case .agentStream:
         fuzzAgentStream(body)
+    case .deviceOutput:
+        // What the guest prints for the device steps and what tracefs holds: the guest's word, never a trap.
+        let step = DMAAllocStep(size: 1 << 30, mask: Int(first % 64) + 1)
+        if let a = DMAAllocation.parse(text, step: step), let address = a.dmaAddress { _ = DMAAllocStep.fits(address: address, size: step.size, bits: step.mask) }
+        _ = HeapAllocStep.errno(in: text)
+        _ = HeapAllocStep.nanoseconds(in: text)
+        let s = CMATrace.summary(text)
+        _ = s.line
+        precondition(s.allocationMicroseconds.count <= text.utf8.count, "more allocations than bytes")
     }
 }
 
