@@ -131,17 +131,8 @@ public struct DMAFreeStep: StepModel {
     public var usesTestDriver: Bool { true }
     public var requirements: [StepRequirement] { [StepRequirement(option: "MODULES", reason: "cmalab's DMA test driver is a loadable module")] }
 
-    static func parseAlone(_ body: YAMLValue?) throws(InputError) -> Step {
-        if let body, (try? body.mapping(allowed: []))?.keys.isEmpty != true {
-            throw body.error("dma-free takes no settings: it frees every allocation of the earlier dma-alloc steps")
-        }
-        return .dmaFree
-    }
-
-    static func parse(_ body: YAMLValue) throws(InputError) -> Step {
-        _ = body.isNull ? nil : try body.mapping(allowed: [])
-        return .dmaFree
-    }
+    /// `- dma-free` alone: it takes no settings.
+    static let syntax = Step.settingless(.dmaFree, message: "dma-free takes no settings: it frees every allocation of the earlier dma-alloc steps")
 
     public static let agentArguments = ["dma-free", "0"]
 

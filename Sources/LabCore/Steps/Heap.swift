@@ -95,17 +95,8 @@ public struct HeapFreeStep: StepModel {
     public static let usesCMADebugfs = false
     public var requirements: [StepRequirement] { [StepRequirement(option: "DMABUF_HEAPS", reason: "dma-buf heaps need CONFIG_DMABUF_HEAPS")] }
 
-    static func parseAlone(_ body: YAMLValue?) throws(InputError) -> Step {
-        if let body, (try? body.mapping(allowed: []))?.keys.isEmpty != true {
-            throw body.error("heap-free takes no settings: it frees every buffer of the earlier heap-alloc steps")
-        }
-        return .heapFree
-    }
-
-    static func parse(_ body: YAMLValue) throws(InputError) -> Step {
-        _ = body.isNull ? nil : try body.mapping(allowed: [])
-        return .heapFree
-    }
+    /// `- heap-free` alone: it takes no settings.
+    static let syntax = Step.settingless(.heapFree, message: "heap-free takes no settings: it frees every buffer of the earlier heap-alloc steps")
 
     /// Stops every heap holder and waits until each is gone or a zombie (its buffer is freed either way).
     /// Prints how many it stopped.

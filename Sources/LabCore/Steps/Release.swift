@@ -7,19 +7,8 @@ public struct ReleaseStep: StepModel {
     public static let kind = StepKind.release
     public static let usesCMADebugfs = false
 
-    /// `release` as the step's only key: `- release`, `- release:`, `- release: {}`.
-    static func parseAlone(_ body: YAMLValue?) throws(InputError) -> Step {
-        if let body, (try? body.mapping(allowed: []))?.keys.isEmpty != true {
-            throw body.error("release takes no settings: write `- release`")
-        }
-        return .release
-    }
-
-    /// `release:` next to other (empty) keys.
-    static func parse(_ body: YAMLValue) throws(InputError) -> Step {
-        _ = body.isNull ? nil : try body.mapping(allowed: [])
-        return .release
-    }
+    /// `- release` alone: it takes no settings.
+    static let syntax = Step.settingless(.release, message: "release takes no settings: write `- release`")
 
     /// Stops every pressure holder (pid files in /tmp), waits until each is gone or a zombie (its memory is
     /// freed either way), and deletes the tmpfs fill files.

@@ -163,12 +163,26 @@ public enum Step: Equatable, Sendable {
         Syntax(key: "free", parse: FreeStep.parse),
         Syntax(key: "exec", parse: ExecStep.parse),
         Syntax(key: "pressure", parse: PressureStep.parse),
-        Syntax(key: "release", parse: ReleaseStep.parse, alone: ReleaseStep.parseAlone),
+        Syntax(key: "release", parse: ReleaseStep.syntax.parse, alone: ReleaseStep.syntax.alone),
         Syntax(key: "dma-alloc", parse: DMAAllocStep.parse),
-        Syntax(key: "dma-free", parse: DMAFreeStep.parse, alone: DMAFreeStep.parseAlone),
+        Syntax(key: "dma-free", parse: DMAFreeStep.syntax.parse, alone: DMAFreeStep.syntax.alone),
         Syntax(key: "heap-alloc", parse: HeapAllocStep.parse),
-        Syntax(key: "heap-free", parse: HeapFreeStep.parse, alone: HeapFreeStep.parseAlone),
+        Syntax(key: "heap-free", parse: HeapFreeStep.syntax.parse, alone: HeapFreeStep.syntax.alone),
     ]
+
+    /// The two parsers of a kind without settings (`release`, `dma-free`, `heap-free`): `alone` for the key as
+    /// the step's only one (`- release`, `- release:`, `- release: {}`; anything else is `message`), `parse` for
+    /// the key next to others.
+    static func settingless(_ step: Step, message: String) -> (alone: @Sendable (YAMLValue?) throws(InputError) -> Step,
+                                                              parse: @Sendable (YAMLValue) throws(InputError) -> Step) {
+        ({ body throws(InputError) in
+            if let body, (try? body.mapping(allowed: []))?.keys.isEmpty != true { throw body.error(message) }
+            return step
+        }, { body throws(InputError) in
+            _ = body.isNull ? nil : try body.mapping(allowed: [])
+            return step
+        })
+    }
 
     /// One entry of `steps:`: a mapping with one kind's key, or a kind's key alone.
     static func parse(_ v: YAMLValue) throws(InputError) -> Step {
