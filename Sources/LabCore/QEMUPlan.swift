@@ -29,6 +29,9 @@ public struct MachineSpec: Equatable, Sendable, Codable {
     public var cpuModel: String?
     /// The guest's architecture: which QEMU runs it, its console, its memory map.
     public var architecture: Architecture
+    /// Where low RAM ends on `pc` (QEMU's `max-ram-below-4g`); nil keeps QEMU's split. A replay's twin sets it
+    /// to the host's (TwinPlan.swift).
+    public var lowMemory: ByteSize?
 
     public init(memory: ByteSize, cpus: Int = 1, type: MachineType = .pc, numaNodes: [ByteSize] = [], cpuModel: String? = nil,
                 architecture: Architecture = .default) {
@@ -42,7 +45,7 @@ public struct MachineSpec: Equatable, Sendable, Codable {
     // Coded by hand so the default architecture is neither required when decoding (specs written before it
     // existed) nor written when encoding (the JSON of an x86_64 machine stays as it was).
     private enum CodingKeys: String, CodingKey {
-        case memory, cpus, type, numaNodes, cpuModel, architecture
+        case memory, cpus, type, numaNodes, cpuModel, architecture, lowMemory
     }
 
     public init(from decoder: Decoder) throws {
@@ -53,6 +56,7 @@ public struct MachineSpec: Equatable, Sendable, Codable {
         numaNodes = try c.decode([ByteSize].self, forKey: .numaNodes)
         cpuModel = try c.decodeIfPresent(String.self, forKey: .cpuModel)
         architecture = try c.decodeIfPresent(Architecture.self, forKey: .architecture) ?? .default
+        lowMemory = try c.decodeIfPresent(ByteSize.self, forKey: .lowMemory)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -63,6 +67,7 @@ public struct MachineSpec: Equatable, Sendable, Codable {
         try c.encode(numaNodes, forKey: .numaNodes)
         try c.encodeIfPresent(cpuModel, forKey: .cpuModel)
         if architecture != .default { try c.encode(architecture, forKey: .architecture) }
+        try c.encodeIfPresent(lowMemory, forKey: .lowMemory)
     }
 }
 
@@ -162,7 +167,7 @@ public struct QEMUPlan: Equatable, Sendable {
         var a: [String] = [binary]
         if let name { a += ["-name", name] }
         a += ["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
-        a += ["-machine", "\(machine.type.rawValue),accel=\(accelerator.rawValue)"]
+        a += ["-machine", "\(machine.type.rawValue),accel=\(accelerator.rawValue)" + (machine.lowMemory.map { ",max-ram-below-4g=\($0.bytes)" } ?? "")]
         if let cpu = machine.cpuModel { a += ["-cpu", cpu] }
         a += ["-smp", "\(machine.cpus)"]
         a += ["-m", "\(machine.memory.mebibytes)M"]

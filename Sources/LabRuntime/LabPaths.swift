@@ -146,7 +146,7 @@ public enum Files {
         try write(try readBytes(from), to: to)
     }
 
-    static func size(_ path: String) -> UInt64? {
+    public static func size(_ path: String) -> UInt64? {
         var st = stat()
         return stat(path, &st) == 0 ? UInt64(st.st_size) : nil
     }

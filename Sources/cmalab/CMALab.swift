@@ -15,7 +15,7 @@ struct CMALab: ParsableCommand {
         """,
         version: version,
         subcommands: [RunCommand.self, ValidateCommand.self, MatrixCommand.self, ReportCommand.self, DiffCommand.self, ImageCommand.self,
-                      BootCommand.self, ShellCommand.self, BenchCommand.self, ExplainCommand.self, ProbeMaxCommand.self]
+                      BootCommand.self, ShellCommand.self, BenchCommand.self, ExplainCommand.self, ProbeMaxCommand.self, ReplayCommand.self]
     )
 }
 

@@ -1,0 +1,77 @@
+/// A replay (`cmalab replay`): the host's CMA parameters booted on its twin (TwinPlan.swift), and each host
+/// CMA line against what the twin printed.
+
+/// One of the host's CMA outcomes against the twin's.
+public struct ReplayLine: Codable, Equatable, Sendable {
+    /// The host's line (`cma: Reserved 1024 MiB at 0x...`, `cma: Failed to reserve 512 MiB`).
+    public var host: String
+    /// What the twin did in its place; nil when it printed nothing there.
+    public var twin: String?
+    public var reproduced: Bool
+    /// What differs (size, base, node), one clause each.
+    public var differences: [String]
+}
+
+public enum Replay {
+    /// The cma= family parameters of a command line (what a replay boots the twin with).
+    public static let cmaFamily: Set<String> = ["cma", "cma_pernuma", "numa_cma", "hugetlb_cma"]
+
+    public static func cmaParameters(_ line: String) -> KernelCommandLine {
+        KernelCommandLine(KernelCommandLine(parsing: line).parameters.filter { cmaFamily.contains($0.key) })
+    }
+
+    /// The profile that boots the twin: its machine, the memmap= parameters and the CMA parameters, no steps.
+    public static func profile(name: String, plan: TwinPlan, cma: KernelCommandLine, image: String?) -> Profile {
+        let line = KernelCommandLine(plan.parameters.map { p in
+            let eq = p.firstIndex(of: "=")!
+            return KernelCommandLine.Parameter(key: String(p[..<eq]), value: String(p[p.index(after: eq)...]))
+        }).appending(cma)
+        return Profile(name: name, summary: "replay of a host log", file: "", image: image, machine: plan.machine, commandLine: line,
+                       timeout: 300, expect: Expectations(), steps: [], warnings: [])
+    }
+
+    /// Every host CMA reservation and failure against the twin's, in the order the kernel printed them.
+    public static func compare(host: BootLogFacts, twin: BootLogFacts) -> [ReplayLine] {
+        var out: [ReplayLine] = []
+        for (i, h) in host.reserved.enumerated() {
+            let line = reservedLine(h)
+            guard let t = twin.reserved[safe: i] else {
+                out.append(ReplayLine(host: line, twin: twin.failedMiB.isEmpty ? nil : "Failed to reserve \(twin.failedMiB[0]) MiB", reproduced: false,
+                                      differences: ["the twin reserved no area \(i + 1)"]))
+                continue
+            }
+            var d: [String] = []
+            if t.sizeMiB != h.sizeMiB { d.append("size: host \(h.sizeMiB) MiB, twin \(t.sizeMiB) MiB") }
+            if t.base != h.base { d.append("base: host \(hex(h.base)), twin \(hex(t.base))") }
+            if let hn = h.node, let tn = t.node, hn != tn { d.append("node: host \(hn), twin \(tn)") }
+            out.append(ReplayLine(host: line, twin: reservedLine(t), reproduced: d.isEmpty, differences: d))
+        }
+        for (i, mib) in host.failedMiB.enumerated() {
+            let line = "cma: Failed to reserve \(mib) MiB"
+            if let t = twin.failedMiB[safe: i] {
+                out.append(ReplayLine(host: line, twin: "cma: Failed to reserve \(t) MiB", reproduced: t == mib,
+                                      differences: t == mib ? [] : ["size: host \(mib) MiB, twin \(t) MiB"]))
+            } else {
+                out.append(ReplayLine(host: line, twin: nil, reproduced: false, differences: ["the twin did not fail"]))
+            }
+        }
+        return out
+    }
+
+    static func reservedLine(_ r: ReservedArea) -> String {
+        "cma: Reserved \(r.sizeMiB) MiB at \(hex(r.base))" + (r.node.map { " on node \($0)" } ?? "")
+    }
+
+    /// Inputs that differ between host and twin and could explain a difference.
+    public static func explanations(host: HostFacts, twinRelease: String?, plan: TwinPlan) -> [String] {
+        var out: [String] = []
+        if let h = host.boot.kernelRelease, let t = twinRelease, h != t {
+            out.append("kernel: the host ran \(h), the twin \(t) (placement rules and alignment differ between versions)")
+        }
+        if let r = host.boot.ramdisk {
+            out.append("initrd: at [\(hex(r.start))-\(hex(r.end))] on the host; QEMU puts the twin's below the top of its low RAM (\(hex(plan.lowMemory)))")
+        }
+        out += plan.notes
+        return out
+    }
+}

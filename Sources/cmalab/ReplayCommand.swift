@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import LabCore
+import LabRuntime
+
+struct ReplayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Boot a twin of a real machine from its boot log and reproduce its CMA lines.",
+        discussion: """
+        Reads the host's boot log (dmesg, journalctl -k -b, a serial capture, or the quoted form), plans a QEMU \
+        pc guest whose kernel sees the host's memory map (memmap=exactmap plus one memmap= per range, low RAM \
+        ending where the host's does), boots it with the host's cma= parameters, and says for each CMA line \
+        whether the twin reproduced it. --dry-run prints the plan without booting.
+        Example: cmalab replay host-dmesg.txt --image cma-6.12
+        """
+    )
+
+    @Argument(help: "The host's boot log.")
+    var log: String
+
+    @OptionGroup var kernelOptions: KernelOptions
+
+    @Flag(name: .long, help: "Print the facts read and the twin's plan (machine, kernel parameters, QEMU argv) without booting.")
+    var dryRun = false
+
+    @Option(name: .long, help: "Seconds before the twin's boot counts as hung.")
+    var timeout: Double = 300
+
+    /// Logs larger than this are not host boot logs.
+    static let maximumLogBytes: UInt64 = 64 << 20
+
+    func run() throws {
+        try runReportingErrors {
+            guard let size = Files.size(log) else { throw LabError(.input, "\(log): no such file", hint: "save the host's `dmesg` or `journalctl -k -b` to a file") }
+            guard size <= Self.maximumLogBytes else { throw LabError(.input, "\(log) is \(size) bytes: more than a boot log (\(Self.maximumLogBytes) at most)") }
+            let text = String(decoding: try Files.readBytes(log), as: UTF8.self)
+            let facts = HostLog.read(text)
+            print("host: \(facts.boot.kernelRelease.map { "Linux \($0)" } ?? "kernel release unknown"), \(facts.messages) kernel messages (\(facts.format.rawValue))")
+            if let line = facts.boot.commandLine { print("host command line: \(line)") }
+            print("host map: \(facts.effectiveMap.count) ranges" + (facts.userMap.isEmpty ? " (BIOS-e820)" : " (user-defined, from memmap=)"))
+            for l in facts.boot.cmaLines { print("host: \(l)") }
+            for m in facts.missing { print("missing: \(m)") }
+            let cma = Replay.cmaParameters(facts.boot.commandLine ?? "")
+            let base = KernelCommandLine(parsing: "console=ttyS0 panic=-1 pci=noacpi").appending(cma)
+            let plan: TwinPlan
+            do throws(TwinPlanError) {
+                plan = try TwinPlan.plan(map: facts.effectiveMap, budget: TwinPlan.commandLineLimit - base.description.utf8.count - 256)
+            } catch {
+                throw LabError(.input, "\(log): \(error.description)", hint: facts.missing.first ?? "the log must hold the host's `BIOS-e820:` lines")
+            }
+            for l in plan.summary { print(l) }
+            let lab = Lab()
+            let profile = Replay.profile(name: "replay", plan: plan, cma: cma, image: kernelOptions.image)
+            if dryRun {
+                var qemu = QEMUPlan(machine: plan.machine, kernel: "<kernel>", initrd: "<initrd>", commandLine: profile.commandLine)
+                qemu.agentSocket = nil
+                print("qemu: " + qemu.arguments().map(shellQuote).joined(separator: " "))
+                return
+            }
+            var p = profile
+            p.timeout = timeout
+            let runner = ProfileRunner(lab: lab)
+            runner.runName = "replay-\(Path.basename(log))"
+            let verdict = runner.run(p, image: kernelOptions.image)
+            guard let o = verdict.observations, verdict.kind != .error || o.ending == .poweredOff else {
+                throw LabError(.qemu, "the twin did not boot: \(verdict.error ?? "no observations")")
+            }
+            let lines = Replay.compare(host: facts.boot, twin: o.boot)
+            print("")
+            if lines.isEmpty { print("the host log has no `cma: Reserved` or `Failed to reserve` line to reproduce; the twin printed: \(o.boot.cmaLines.joined(separator: " | "))") }
+            for l in lines {
+                print("\(l.reproduced ? "reproduced" : "differs   ")  \(l.host)" + (l.reproduced ? "" : "  →  twin: \(l.twin ?? "nothing"); \(l.differences.joined(separator: "; "))"))
+            }
+            if lines.contains(where: { !$0.reproduced }) {
+                for e in Replay.explanations(host: facts, twinRelease: o.kernelRelease, plan: plan) { print("  could explain it: \(e)") }
+            }
+            print("run directory: \(verdict.runDirectory)")
+            if lines.contains(where: { !$0.reproduced }) { throw ExitCode(1) }
+        }
+    }
+}
