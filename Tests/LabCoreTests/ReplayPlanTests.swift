@@ -125,3 +125,19 @@ import Testing
         #expect(Replay.cmaParameters("ro quiet cma=1G@1-2G hugetlb_cma=2G root=/dev/sda").description == "cma=1G@1-2G hugetlb_cma=2G")
     }
 }
+
+/// A real host: this project's build machine, a Firecracker VM with 24 GiB (the first lines of its dmesg, taken
+/// with Scripts/capture-host).
+@Suite struct ReplayRealHostTests {
+    @Test func theBuildMachinesOwnLogPlansA24GiBTwin() throws {
+        let f = HostLog.read(try Fixture.text("host-firecracker-24G-dmesg.log"))
+        #expect(f.format == .dmesg && f.boot.e820.count == 5 && f.missing.isEmpty)
+        let plan = try TwinPlan.plan(map: f.effectiveMap, budget: 1800)
+        #expect(plan.machine.memory == .gib(24))
+        #expect(plan.lowMemory == 0xc000_0000)
+        // Its usable RAM runs to 0xbfffffff: the twin keeps SeaBIOS's tables reserved at the top and says so.
+        #expect(plan.map.contains(MemoryRange(start: 0xbffe_0000, end: 0xbfff_ffff, type: "reserved")))
+        #expect(plan.notes.contains { $0.contains("SeaBIOS keeps its ACPI tables there") })
+        #expect(plan.parameters.contains("memmap=0x540000000@0x100000000"))
+    }
+}
