@@ -27,6 +27,12 @@ struct ReplayCommand: ParsableCommand {
     @Option(name: .long, help: "Seconds before the twin's boot counts as hung.")
     var timeout: Double = 300
 
+    @Option(name: .customLong("try"), help: "Other CMA parameters to try on the same twin, e.g. 'cma=2G' (repeatable).")
+    var tries: [String] = []
+
+    @Option(name: .long, help: "Write the replay (host facts, twin plan, each line, each try) as JSON to this file.")
+    var json: String?
+
     /// Logs larger than this are not host boot logs.
     static let maximumLogBytes: UInt64 = 64 << 20
 
@@ -76,7 +82,78 @@ struct ReplayCommand: ParsableCommand {
                 for e in Replay.explanations(host: facts, twinRelease: o.kernelRelease, plan: plan) { print("  could explain it: \(e)") }
             }
             print("run directory: \(verdict.runDirectory)")
+
+            // Each alternative on the same twin: what the host would do with it.
+            var outcomes: [ReplayTry] = []
+            for (i, alternative) in tries.enumerated() {
+                let params = Replay.cmaParameters(alternative)
+                guard !params.parameters.isEmpty else { throw LabError(.input, "--try '\(alternative)': no cma=, cma_pernuma=, numa_cma= or hugetlb_cma= parameter in it") }
+                var tp = Replay.profile(name: "replay-try\(i + 1)", plan: plan, cma: params, image: kernelOptions.image)
+                tp.timeout = timeout
+                runner.runName = "replay-try\(i + 1)-\(Path.basename(log))"
+                let v = runner.run(tp, image: kernelOptions.image)
+                outcomes.append(ReplayTry(parameters: params.description, observations: v.observations, error: v.error))
+            }
+            if !outcomes.isEmpty {
+                print("")
+                print(Table.render([["TRY", "ON THIS HOST"]] + outcomes.map { [$0.parameters, $0.outcome] }), terminator: "")
+            }
+            if let json {
+                let result = ReplayResult(log: log, host: facts, twin: ReplayTwin(plan), lines: lines, twinKernel: o.kernelRelease, tries: outcomes)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try Files.writePublic(Array(try encoder.encode(result)), to: json)
+            }
             if lines.contains(where: { !$0.reproduced }) { throw ExitCode(1) }
         }
     }
+}
+
+/// What one `--try` did on the twin.
+struct ReplayTry: Encodable {
+    var parameters: String
+    var reserved: [ReservedArea] = []
+    var failedMiB: [UInt64] = []
+    var failureReasons: [String] = []
+    var crash: String?
+    var error: String?
+
+    init(parameters: String, observations o: Observations?, error: String?) {
+        self.parameters = parameters
+        self.reserved = o?.boot.reserved ?? []
+        self.failedMiB = o?.boot.failedMiB ?? []
+        self.failureReasons = o?.boot.failureReasons ?? []
+        self.crash = o?.crash.map { $0.headline }
+        self.error = o?.ending == .poweredOff || o?.crash != nil ? nil : error
+    }
+
+    /// `reserved 2048 MiB at 0x100000000`, `failed: cma: Failed to reserve ...`, `kernel crash: ...`.
+    var outcome: String {
+        if let crash { return "kernel crash: \(crash)" }
+        if let error { return "error: \(error)" }
+        var parts = reserved.map { "reserved \($0.sizeMiB) MiB at \(hex($0.base))" + ($0.node.map { " (node \($0))" } ?? "") }
+        parts += failedMiB.map { "failed to reserve \($0) MiB" }
+        if let reason = failureReasons.first { parts.append(reason) }
+        return parts.isEmpty ? "no area" : parts.joined(separator: "; ")
+    }
+}
+
+/// The twin's plan in the JSON.
+struct ReplayTwin: Encodable {
+    var machine: MachineSpec
+    var lowMemory: UInt64
+    var parameters: [String]
+    var map: [MemoryRange]
+    var notes: [String]
+    init(_ p: TwinPlan) { machine = p.machine; lowMemory = p.lowMemory; parameters = p.parameters; map = p.map; notes = p.notes }
+}
+
+/// `replay --json`.
+struct ReplayResult: Encodable {
+    var log: String
+    var host: HostFacts
+    var twin: ReplayTwin
+    var lines: [ReplayLine]
+    var twinKernel: String?
+    var tries: [ReplayTry]
 }
