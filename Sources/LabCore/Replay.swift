@@ -22,8 +22,8 @@ public enum Replay {
 
     /// The profile that boots the twin: its machine, the memmap= parameters and the CMA parameters, no steps.
     public static func profile(name: String, plan: TwinPlan, cma: KernelCommandLine, image: String?) -> Profile {
-        let line = KernelCommandLine(plan.parameters.map { p in
-            let eq = p.firstIndex(of: "=")!
+        let line = KernelCommandLine(plan.parameters.compactMap { p in
+            guard let eq = p.firstIndex(of: "=") else { return nil }
             return KernelCommandLine.Parameter(key: String(p[..<eq]), value: String(p[p.index(after: eq)...]))
         }).appending(cma)
         return Profile(name: name, summary: "replay of a host log", file: "", image: image, machine: plan.machine, commandLine: line,
@@ -70,6 +70,14 @@ public enum Replay {
         }
         if let r = host.boot.ramdisk {
             out.append("initrd: at [\(hex(r.start))-\(hex(r.end))] on the host; QEMU puts the twin's below the top of its low RAM (\(hex(plan.lowMemory)))")
+        }
+        let hostVersion = host.boot.kernelRelease ?? host.boot.commandLine.flatMap { c in
+            c.split(separator: " ").first { $0.hasPrefix("BOOT_IMAGE=") }.map { String($0.split(separator: "/").last ?? "") } }
+        if host.boot.kernelRelease == nil, let v = hostVersion, !v.isEmpty {
+            out.append("kernel: the host booted \(v) (from BOOT_IMAGE; the log has no `Linux version` line), the twin \(twinRelease ?? "?")")
+        }
+        if host.boot.cmaLines.contains(where: { $0.hasPrefix("cma: early_cma(") || $0.hasPrefix("cma: dma_contiguous_reserve(") }) {
+            out.append("the host's kernel printed the CMA_DEBUG lines of its era (`early_cma`, `dma_contiguous_reserve`): CMA's early set-up and placement have changed since")
         }
         out += plan.notes
         return out

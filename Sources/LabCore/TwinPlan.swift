@@ -104,6 +104,19 @@ extension TwinPlan {
         return TwinPlan(machine: spec, lowMemory: low, parameters: params, map: map, notes: notes)
     }
 
+    /// A twin for a log without a memory map: a plain QEMU pc guest as large as the `Memory: A/TK available` line's
+    /// total T (which counts the RAM the kernel manages, a little less than the machine's), rounded up to 256 MiB.
+    /// QEMU's own map stands in for the host's, and the notes say so.
+    public static func fromMemoryLine(_ line: String) -> TwinPlan? {
+        guard let slash = line.firstIndex(of: "/"), let k = line[slash...].firstIndex(of: "K"),
+              let total = UInt64(line[line.index(after: slash)..<k]), total > 0, total < (16 << 30) else { return nil }
+        let bytes = total * 1024
+        let size = (bytes + (256 << 20) - 1) / (256 << 20) * (256 << 20)
+        let spec = MachineSpec(memory: ByteSize(bytes: size), type: .pc)
+        return TwinPlan(machine: spec, lowMemory: min(size, maximumLowMemory), parameters: [], map: [],
+                        notes: ["the log has no memory map: the twin is a plain QEMU pc guest of \(ByteSize(bytes: size)) (the `Memory:` line's total, \(total)K, rounded up), with QEMU's map (RAM to 3 GiB, then from 4 GiB), not the host's"])
+    }
+
     /// `memmap=exactmap` and one parameter per range: `memmap=<size>@<start>` (usable), `#` (ACPI data), `$` (other).
     static func parameters(_ map: [MemoryRange]) -> [String] {
         ["memmap=exactmap"] + map.map { r in

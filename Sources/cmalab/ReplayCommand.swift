@@ -50,10 +50,14 @@ struct ReplayCommand: ParsableCommand {
             let cma = Replay.cmaParameters(facts.boot.commandLine ?? "")
             let base = KernelCommandLine(parsing: "console=ttyS0 panic=-1 pci=noacpi").appending(cma)
             let plan: TwinPlan
-            do throws(TwinPlanError) {
-                plan = try TwinPlan.plan(map: facts.effectiveMap, budget: TwinPlan.commandLineLimit - base.description.utf8.count - 256)
-            } catch {
-                throw LabError(.input, "\(log): \(error.description)", hint: facts.missing.first ?? "the log must hold the host's `BIOS-e820:` lines")
+            if facts.effectiveMap.isEmpty, let line = facts.boot.memoryLine, let fallback = TwinPlan.fromMemoryLine(line) {
+                plan = fallback
+            } else {
+                do throws(TwinPlanError) {
+                    plan = try TwinPlan.plan(map: facts.effectiveMap, budget: TwinPlan.commandLineLimit - base.description.utf8.count - 256)
+                } catch {
+                    throw LabError(.input, "\(log): \(error.description)", hint: facts.missing.first ?? "the log must hold the host's `BIOS-e820:` lines")
+                }
             }
             for l in plan.summary { print(l) }
             let lab = Lab()

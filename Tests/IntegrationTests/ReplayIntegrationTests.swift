@@ -24,5 +24,19 @@ extension Integration {
         let lines = replay.stdout.split(separator: "\n").filter { $0.hasPrefix("reproduced") || $0.hasPrefix("differs") }
         #expect(!lines.isEmpty && lines.allSatisfy { $0.hasPrefix("reproduced") }, "\(replay.stdout)")
     }
+
+
+    /// The seed's own log (Linux 4.15, 4 GiB, `cma=1G@1-2G`, quoted, no memory map): the twin comes from the
+    /// `Memory:` line; the outcome class and size are the host's, the base differs and the reasons are named.
+    @Test(arguments: ["cma-6.12", "cma-6.1"])
+    func theSeedsLogReplaysWithTheDifferencesNamed(image: String) throws {
+        let log = IT.lab.paths.home + "/Tests/LabCoreTests/Fixtures/host-seed-4.15-quoted.log"
+        let r = try IT.runCLI(["replay", "--image", image, log])
+        #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("missing: no `BIOS-e820:` lines"))
+        #expect(r.stdout.contains("the log has no memory map: the twin is a plain QEMU pc guest of 4G"))
+        #expect(r.stdout.contains("differs     cma: Reserved 1024 MiB at 0x40000000  →  twin: cma: Reserved 1024 MiB at 0x"))
+        #expect(r.stdout.contains("could explain it: kernel: the host booted vmlinuz-4.15.0CMA20190430"))
+    }
 }
 }

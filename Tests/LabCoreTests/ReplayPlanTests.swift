@@ -141,3 +141,17 @@ import Testing
         #expect(plan.parameters.contains("memmap=0x540000000@0x100000000"))
     }
 }
+
+@Suite struct ReplayMemoryLineTests {
+    @Test func aLogWithoutAMapGetsAPlainTwinOfItsSize() throws {
+        let f = HostLog.read(try Fixture.text("host-seed-4.15-quoted.log"))
+        #expect(f.format == .quoted && f.boot.e820.isEmpty && f.boot.reserved.first?.base == 0x4000_0000)
+        let line = try #require(f.boot.memoryLine)
+        let plan = try #require(TwinPlan.fromMemoryLine(line))
+        #expect(plan.machine.memory == .gib(4) && plan.parameters.isEmpty && plan.machine.lowMemory == nil)
+        #expect(plan.notes.first?.contains("the `Memory:` line's total, 4193716K, rounded up") == true)
+        #expect(TwinPlan.fromMemoryLine("Memory: 1K/xK available") == nil)
+        #expect(TwinPlan.fromMemoryLine("Memory: 1K/99999999999999999999K available") == nil)
+        #expect(Replay.explanations(host: f, twinRelease: "6.12.117", plan: plan).first?.hasPrefix("kernel: the host booted vmlinuz-4.15.0CMA20190430") == true)
+    }
+}
