@@ -66,7 +66,8 @@ extension TwinPlan {
             notes.append("the host has usable RAM up to \(hex(lowUsableEnd)) below 4 GiB; QEMU's pc has its PCI hole from \(hex(maximumLowMemory)), so the twin's low RAM ends there and the host's RAM above it is not in the twin")
             low = maximumLowMemory
         }
-        let highUsableEnd = usable.filter { $0.end >= fourG }.map { $0.end &+ 1 }.max()
+        // A range that ends at 2^64 - 1 (the log's word) ends "at the top": roundUp saturates and the size check refuses it.
+        let highUsableEnd = usable.filter { $0.end >= fourG }.map { $0.end == .max ? UInt64.max : $0.end + 1 }.max()
         let high = highUsableEnd.map { roundUp($0, 2 << 20) - fourG } ?? 0
         let (memory, overflow) = low.addingReportingOverflow(high)
         guard !overflow, memory <= MachineSpec.maximumMemory.bytes else { throw .tooLarge(overflow ? .max : memory) }
@@ -126,7 +127,7 @@ extension TwinPlan {
     }
 
     /// The bytes the parameters take on the command line, with a space before each.
-    static func length(_ params: [String]) -> Int { params.reduce(0) { $0 + $1.utf8.count + 1 } }
+    public static func length(_ params: [String]) -> Int { params.reduce(0) { $0 + $1.utf8.count + 1 } }
 
     /// The parts of `r` inside the windows (inclusive bounds).
     static func clip(_ r: MemoryRange, to windows: [(UInt64, UInt64)]) -> [MemoryRange] {

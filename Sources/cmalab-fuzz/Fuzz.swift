@@ -10,7 +10,7 @@ import LabRuntime
 
 enum FuzzTarget: UInt8, CaseIterable {
     // New targets go at the end: the corpus files start with the byte that picks theirs.
-    case kernelLog, meminfo, cmaArgument, cmaFamily, profile, matrix, frames, kernelConfig, cmaBitmap, resultsFile, agentStream, deviceOutput
+    case kernelLog, meminfo, cmaArgument, cmaFamily, profile, matrix, frames, kernelConfig, cmaBitmap, resultsFile, agentStream, deviceOutput, hostLog
 
     static func pick(_ byte: UInt8) -> FuzzTarget { allCases[Int(byte) % allCases.count] }
 }
@@ -69,6 +69,16 @@ func fuzzOne(_ data: [UInt8]) {
         let s = CMATrace.summary(text)
         _ = s.line
         precondition(s.allocationMicroseconds.count <= text.utf8.count, "more allocations than bytes")
+    case .hostLog:
+        // A host's boot log for `cmalab replay`: read it, plan its twin, compare it with itself.
+        let facts = HostLog.read(text)
+        if let plan = try? TwinPlan.plan(map: facts.effectiveMap, budget: 1800) {
+            precondition(TwinPlan.length(plan.parameters) <= 1800, "the plan does not fit its budget")
+            precondition(plan.map.allSatisfy { $0.start <= $0.end }, "an inverted range in the plan")
+            _ = plan.summary
+        }
+        if let line = facts.boot.memoryLine { _ = TwinPlan.fromMemoryLine(line) }
+        _ = Replay.compare(host: facts.boot, twin: facts.boot)
     }
 }
 

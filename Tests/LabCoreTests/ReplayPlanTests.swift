@@ -95,6 +95,12 @@ import Testing
         #expect(plan.lowMemory == 0x8000_0000)
     }
 
+    @Test func absurdMapsAreRefusedNotTrapped() {
+        #expect(throws: TwinPlanError.self) { try TwinPlan.plan(map: [MemoryRange(start: 1 << 32, end: .max, type: "usable")], budget: 1800) }
+        #expect(throws: TwinPlanError.self) { try TwinPlan.plan(map: [MemoryRange(start: 0, end: .max, type: "usable")], budget: 1800) }
+        #expect(throws: TwinPlanError.noUsableMemory) { try TwinPlan.plan(map: [MemoryRange(start: 0, end: 0xfff, type: "reserved")], budget: 1800) }
+    }
+
     @Test func manyRangesAreMergedToFitTheCommandLineOrRefused() throws {
         // 30 usable ranges with reserved ones between them, then 200 small reserved ranges above the last.
         var map: [MemoryRange] = []
