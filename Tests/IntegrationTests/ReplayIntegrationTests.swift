@@ -5,18 +5,22 @@ import LabCore
 
 extension Integration {
 /// `cmalab replay` on host logs made here: cmalab's own guests booted with different shapes (a plain 4 GiB pc, a
-/// hole punched with memmap=, an 8 GiB guest with its area above 4 GiB, a fixed area, a size that fails),
+/// hole punched with memmap= below and above 4 GiB, an 8 GiB and a 64 GiB guest with their areas above 4 GiB, a
+/// fixed area, a size that fails, a q35 guest, whose twin is a pc with q35's map),
 /// their consoles kept as the hosts' logs; every CMA line of each must be reproduced by its twin.
 @Suite struct ReplayIntegrationTests {
     @Test(arguments: [
-        ("4G", "cma=1G@1-2G"),
-        ("4G", "memmap=512M$0x60000000 cma=1G@1-2G"),
-        ("8G", "cma=2G"),
-        ("2G", "cma=256M@512M"),
-        ("2G", "cma=4G"),
+        ("pc", "4G", "cma=1G@1-2G"),
+        ("pc", "4G", "memmap=512M$0x60000000 cma=1G@1-2G"),
+        ("pc", "8G", "cma=2G"),
+        ("pc", "2G", "cma=256M@512M"),
+        ("pc", "2G", "cma=4G"),
+        ("q35", "3G", "cma=512M"),
+        ("pc", "64G", "cma=2G"),
+        ("pc", "6G", "memmap=1G$0x140000000 cma=1G"),
     ])
-    func aGuestsConsoleReplaysWithEveryCMALineReproduced(memory: String, append: String) throws {
-        let host = try IT.runCLI(["boot", "--accel", "tcg", "--memory", memory, "--append", append])
+    func aGuestsConsoleReplaysWithEveryCMALineReproduced(machine: String, memory: String, append: String) throws {
+        let host = try IT.runCLI(["boot", "--accel", "tcg", "--machine", machine, "--memory", memory, "--append", append])
         #expect(host.status == 0, "\(host.stderr)")
         let log = try #require(host.stderr.components(separatedBy: "console log: ").last?.trimmingCharacters(in: .whitespacesAndNewlines))
         let replay = try IT.runCLI(["replay", "--image", "cma-6.12", log])
