@@ -47,14 +47,12 @@ extension KernelStore {
             throw LabError(.build, "the build tree of \(kernel.name) is gone from \(paths.cache)/build, so the DMA test driver cannot be built against it",
                            hint: "rebuild the image: `cmalab image build --force \(kernel.name)`")
         }
-        let lock = try FileLock(kernelsDir + "/locks/\(Path.basename(tree)).lock") { progress.note("waiting for another cmalab process building in \(tree) ...") }
+        let lock = try FileLock(buildLockPath(Path.basename(tree))) { progress.note("waiting for another cmalab process building in \(tree) ...") }
         defer { lock.unlock() }
         if Files.exists(module) { return module }
         let started = Date()
         progress.begin("building the DMA test driver for \(kernel.name)")
-        // The same variables as the kernel build (KernelStore.build): other values would rebuild the tree.
-        var make = ["make", "-C", tree, "KBUILD_BUILD_USER=cmalab", "KBUILD_BUILD_HOST=cmalab", "KBUILD_BUILD_TIMESTAMP=cmalab"]
-        if ChildProcess.findExecutable("ccache") != nil { make.append("CC=ccache gcc") }
+        let make = ["make", "-C", tree] + Self.makeVariables(ccache: ChildProcess.findExecutable("ccache") != nil)
         if !Files.exists(tree + "/Module.symvers") {
             // The kernel build made bzImage only; modpost writes the symbol list external modules link against.
             progress.update("make modules in \(Path.basename(tree)) (Module.symvers)")

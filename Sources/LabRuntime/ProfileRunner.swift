@@ -79,7 +79,8 @@ public final class ProfileRunner: @unchecked Sendable {
             obs.agentReadyUptimeSeconds = agent.hello.map { Double($0.uptimeMilliseconds) / 1000 }
             obs.meminfo.append(try snapshot(agent, label: "boot", run: run))
             obs.areas = try areas(agent)
-            obs.dmaHeaps = dmaHeaps(agent)
+            // One more request per run, so only where the kernel can have heaps (or its .config is unknown).
+            obs.dmaHeaps = config?.isEnabled("DMABUF_HEAPS") == false ? nil : dmaHeaps(agent)
             tracing = profile.steps.contains { $0.allocates } && startTracing(agent, config: config)
             for (i, step) in profile.steps.enumerated() where !skipped.contains(where: { $0.index == i }) {
                 obs.steps.append(step.allocates ? try traced(agent) { () throws(LabError) in try perform(step, index: i, agent: agent, run: run) }

@@ -174,11 +174,7 @@ public struct DMAAllocation: Codable, Equatable, Sendable {
     /// anything malformed is nil.
     public static func parse(_ output: String, step: DMAAllocStep) -> DMAAllocation? {
         guard let line = output.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("errno=") }) else { return nil }
-        var fields: [Substring: Substring] = [:]
-        for word in line.split(separator: " ") {
-            guard let eq = word.firstIndex(of: "=") else { continue }
-            fields[word[..<eq]] = word[word.index(after: eq)...]
-        }
+        let fields = keyValueWords(line)
         guard let e = fields["errno"].flatMap({ Int32($0) }), e >= 0 else { return nil }
         var a = DMAAllocation(maskBits: step.mask, call: step.call, size: step.size, errno: e)
         if e != 0 { return a }
@@ -186,6 +182,16 @@ public struct DMAAllocation: Codable, Equatable, Sendable {
               let phys = fields["phys"].flatMap(hexValue), let ns = fields["ns"].flatMap({ UInt64($0) }) else { return nil }
         a.id = id; a.dmaAddress = dma; a.physicalAddress = phys; a.nanoseconds = ns
         return a
+    }
+
+    /// The `key=value` words of what a guest tool printed (agent's DeviceTools), the first value of each key.
+    public static func keyValueWords(_ text: Substring) -> [Substring: Substring] {
+        var fields: [Substring: Substring] = [:]
+        for word in text.split(whereSeparator: { $0 == " " || $0.isNewline }) {
+            guard let eq = word.firstIndex(of: "="), fields[word[..<eq]] == nil else { continue }
+            fields[word[..<eq]] = word[word.index(after: eq)...]
+        }
+        return fields
     }
 
     static func hexValue(_ s: Substring) -> UInt64? {

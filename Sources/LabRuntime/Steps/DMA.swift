@@ -31,7 +31,7 @@ extension ProfileRunner {
         result.before = try snapshot(agent, label: "\(label)-before", run: run)
         let areasBefore = try areas(agent)
         let started = Date()
-        let r = try agent.shell(s.agentArguments.map(singleQuoted).joined(separator: " ").prefixed("/sbin/cmalab-agent "), timeout: 600, maxOutputBytes: 4096)
+        let r = try agent.shell("/sbin/cmalab-agent " + s.agentArguments.map(singleQuoted).joined(separator: " "), timeout: 600, maxOutputBytes: 4096)
         let seconds = Date().timeIntervalSince(started)
         let output = String(decoding: r.stdout + r.stderr, as: UTF8.self)
         result.output = output
@@ -68,16 +68,6 @@ extension ProfileRunner {
 
     /// The `key=value` words of a guest tool's output (the first value of each key).
     static func keyValues(_ output: String) -> [String: String] {
-        var out: [String: String] = [:]
-        for word in output.split(whereSeparator: { $0 == " " || $0.isNewline }) {
-            guard let eq = word.firstIndex(of: "=") else { continue }
-            let key = String(word[..<eq])
-            if out[key] == nil { out[key] = String(word[word.index(after: eq)...]) }
-        }
-        return out
+        Dictionary(uniqueKeysWithValues: DMAAllocation.keyValueWords(Substring(output)).map { (String($0.key), String($0.value)) })
     }
-}
-
-private extension String {
-    func prefixed(_ p: String) -> String { p + self }
 }
