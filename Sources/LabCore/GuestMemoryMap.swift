@@ -43,17 +43,19 @@ public struct GuestMemoryMap: Equatable, Sendable {
         }
     }
 
-    /// The map of a `-M pc|q35 -m <memory>` guest (default `max-ram-below-4g`).
-    public init(machine: MachineType, memory: UInt64) {
+    /// The map of a `-M pc|q35 -m <memory>` guest; `maxRAMBelow4G` is `-M pc,max-ram-below-4g=` (nil: QEMU's default).
+    public init(machine: MachineType, memory: UInt64, maxRAMBelow4G: UInt64? = nil) {
         self.machine = machine
         self.memory = memory
-        let low: UInt64
+        var low: UInt64
         switch machine {
         // pc_piix.c: below 3.5 GiB all RAM is low; from 3.5 GiB on (gigabyte_align) 3 GiB is low.
         case .pc: low = memory >= 0xe000_0000 ? 0xc000_0000 : memory
         // pc_q35.c: from 2816 MiB on, 2 GiB is low; below, all of it (at most 0xb0000000).
         case .q35: low = memory >= 0xb000_0000 ? 0x8000_0000 : memory
         }
+        // pc_piix.c with max-ram-below-4g: RAM past it goes above 4 GiB (gigabyte_align still caps it at 3 GiB).
+        if machine == .pc, let m = maxRAMBelow4G, m > 0, memory >= m { low = min(m, 0xc000_0000) }
         lowRAMEnd = low
         highRAMEnd = memory > low ? Self.fourGiB + (memory - low) : nil
         let fw = Self.firmwareReserve(machine)
@@ -72,6 +74,14 @@ public struct GuestMemoryMap: Equatable, Sendable {
         if let high = highRAMEnd { map.append(MemoryRange(start: Self.fourGiB, end: high - 1, type: "usable")) }
         map.append(MemoryRange(start: 0xfd_0000_0000, end: 0xff_ffff_ffff, type: "reserved"))
         e820 = map.sorted { $0.start < $1.start }
+    }
+
+    /// The map the kernel of a guest works from: QEMU's for `machine`, then every `memmap=` of `commandLine`
+    /// (Memmap.swift). `lowRAMEnd` stays QEMU's: it decides where QEMU puts the initrd, whatever the kernel is told.
+    public static func kernelView(_ machine: MachineSpec, commandLine: KernelCommandLine) -> GuestMemoryMap {
+        var map = GuestMemoryMap(machine: machine.type, memory: machine.memory.bytes, maxRAMBelow4G: machine.lowMemory?.bytes)
+        map.e820 = Memmap.apply(commandLine, to: map.e820).map
+        return map
     }
 
     /// The RAM the kernel's memblock manages, page-aligned as `e820__memblock_setup()` adds it (the first page and

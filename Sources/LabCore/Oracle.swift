@@ -142,7 +142,7 @@ public enum Oracle {
     static func predictGlobal(_ input: OracleInput) -> CMAPrediction {
         let v = input.version
         let config = input.config
-        let map = GuestMemoryMap(machine: input.machine.type, memory: input.machine.memory.bytes)
+        let map = GuestMemoryMap.kernelView(input.machine, commandLine: input.commandLine)
         let machineText = "\(input.machine.type.rawValue), \(input.machine.memory)"
         let hasCMA = config?.isEnabled("CMA") ?? true
         let hasDMACMA = hasCMA && (config?.isEnabled("DMA_CMA") ?? true)
@@ -159,6 +159,10 @@ public enum Oracle {
         if config == nil { p.assumptions.append("no .config: assuming CONFIG_CMA, CONFIG_DMA_CMA, CMA_SIZE_MBYTES=0, CMA_AREAS=7, no NUMA/HUGETLB_PAGE/THP") }
         if !input.machine.numaNodes.isEmpty { p.assumptions.append("NUMA guests are not modelled: the global area is predicted as on one node") }
         p.assumptions.append("QEMU 7.2 with SeaBIOS and `-kernel`: \(map.summary); the firmware keeps the top 128 KiB of low RAM (ACPI tables reserved there)")
+        if line.parameters.contains(where: { $0.key == "memmap" }) {
+            let usable = map.memblockMemory
+            p.assumptions.append("`memmap=` gives the kernel its own map: \(usable.count) usable ranges, \(ByteSize(bytes: usable.reduce(0) { $0 &+ $1.size })) of RAM ending at \(hex(map.endOfRAM))")
+        }
         p.assumptions.append("the kernel is not relocated (KASLR off): it runs at \(hex(input.kernelImage?.loadAddress ?? 0x100_0000))")
 
         // Parameters the kernel does not know go to init.

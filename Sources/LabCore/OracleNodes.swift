@@ -12,7 +12,7 @@ extension Oracle {
         var p = predictGlobal(input)
         let v = input.version, config = input.config
         guard config?.isEnabled("CMA") ?? true else { return p }
-        let map = GuestMemoryMap(machine: input.machine.type, memory: input.machine.memory.bytes)
+        let map = GuestMemoryMap.kernelView(input.machine, commandLine: input.commandLine)
         let nodes = nodeMemory(map: map, nodes: input.machine.numaNodes)
         let numaCMA = v >= KernelVersion(6, 6) && config?.isEnabled("DMA_NUMA_CMA") == true
         let cpu = input.machine.cpuModel ?? ""

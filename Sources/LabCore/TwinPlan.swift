@@ -50,7 +50,7 @@ extension TwinPlan {
 
     /// Plans the twin of `map` (the host's effective map). `budget` is what the command line has left for the
     /// memmap= parameters (the limit less the rest of the twin's command line).
-    public static func plan(map hostMap: [MemoryRange], budget: Int) throws(TwinPlanError) -> TwinPlan {
+    public static func plan(map hostMap: [MemoryRange], nodes srat: [NodeMemoryRange] = [], budget: Int) throws(TwinPlanError) -> TwinPlan {
         guard !hostMap.isEmpty else { throw .noMap }
         let fourG: UInt64 = 1 << 32
         let sorted = hostMap.sorted { $0.start < $1.start }
@@ -102,7 +102,59 @@ extension TwinPlan {
         }
         var spec = MachineSpec(memory: ByteSize(bytes: memory), type: .pc)
         spec.lowMemory = ByteSize(bytes: low)
+        if !srat.isEmpty {
+            switch nodeSizes(srat, usable: usable, low: low, memory: memory) {
+            case .success(let sizes) where sizes.count > 1:
+                spec.numaNodes = sizes.map { ByteSize(bytes: $0) }
+                spec.cpus = sizes.count
+                notes.append("NUMA: \(sizes.count) nodes as in the host's SRAT, one CPU each (QEMU gives node 0 the first \(ByteSize(bytes: sizes[0])) of RAM, node 1 the next, and so on)")
+            case .success: break
+            case .failure(let why): notes.append("NUMA: the twin has one node: \(why)")
+            }
+        }
         return TwinPlan(machine: spec, lowMemory: low, parameters: params, map: map, notes: notes)
+    }
+
+    public struct NodeLayoutError: Error { public var reason: String }
+
+    /// The sizes QEMU's `-numa node,memdev=` need for the host's SRAT nodes: QEMU hands out guest RAM in node
+    /// order (low RAM, then from 4 GiB), so node k+1 starts where the host's node k+1 starts, counted in guest RAM.
+    /// Fails (with the reason) when the host's nodes do not follow each other in address order or interleave.
+    /// SRAT ranges are clipped to the host's usable RAM first: servers list hot-pluggable ranges far past it.
+    static func nodeSizes(_ srat: [NodeMemoryRange], usable: [MemoryRange], low: UInt64, memory: UInt64) -> Result<[UInt64], NodeLayoutError> {
+        let fourG: UInt64 = 1 << 32
+        var spans: [Int: (start: UInt64, end: UInt64)] = [:]
+        for r in srat {
+            for u in usable where u.start <= r.end && u.end >= r.start {
+                let a = max(u.start, r.start), b = min(u.end, r.end)
+                let s = spans[r.node]
+                spans[r.node] = (min(s?.start ?? a, a), max(s?.end ?? b, b))
+            }
+        }
+        guard !spans.isEmpty else { return .failure(NodeLayoutError(reason: "the SRAT's ranges hold none of the host's usable RAM")) }
+        let ordered = spans.sorted { $0.value.start < $1.value.start }
+        guard ordered.map(\.key) == Array(0..<ordered.count) else {
+            return .failure(NodeLayoutError(reason: "the host's nodes are not numbered 0, 1, ... in address order (\(ordered.map(\.key))), and QEMU can only give nodes RAM in number order"))
+        }
+        for (a, b) in zip(ordered, ordered.dropFirst()) where a.value.end >= b.value.start {
+            return .failure(NodeLayoutError(reason: "node \(a.key)'s memory [\(hex(a.value.start))-\(hex(a.value.end))] interleaves with node \(b.key)'s"))
+        }
+        // A physical address as an offset into guest RAM, rounded down to 1 MiB (QEMU's node sizes are whole MiB).
+        func offset(_ address: UInt64) -> UInt64 {
+            let o = address < fourG ? min(address, low) : low &+ (address - fourG)
+            return min(o, memory) & ~((1 << 20) - 1)
+        }
+        var starts = ordered.map { offset($0.value.start) }
+        starts[0] = 0
+        var sizes: [UInt64] = []
+        for (i, s) in starts.enumerated() {
+            let end = i + 1 < starts.count ? starts[i + 1] : memory
+            guard end > s else {
+                return .failure(NodeLayoutError(reason: "node \(ordered[i].key) has no memory inside the twin's RAM"))
+            }
+            sizes.append(end - s)
+        }
+        return .success(sizes)
     }
 
     /// A twin for a log without a memory map: a plain QEMU pc guest as large as the `Memory: A/TK available` line's

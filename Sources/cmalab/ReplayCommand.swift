@@ -54,7 +54,7 @@ struct ReplayCommand: ParsableCommand {
                 plan = fallback
             } else {
                 do throws(TwinPlanError) {
-                    plan = try TwinPlan.plan(map: facts.effectiveMap, budget: TwinPlan.commandLineLimit - base.description.utf8.count - 256)
+                    plan = try TwinPlan.plan(map: facts.effectiveMap, nodes: facts.boot.nodeMemory, budget: TwinPlan.commandLineLimit - base.description.utf8.count - 256)
                 } catch {
                     throw LabError(.input, "\(log): \(error.description)", hint: facts.missing.first ?? "the log must hold the host's `BIOS-e820:` lines")
                 }
