@@ -30,6 +30,18 @@ public enum Replay {
                        timeout: 300, expect: Expectations(), steps: [], warnings: [])
     }
 
+    /// The twin of a host: from its map (and SRAT nodes), or, for a log without a map, from its `Memory:` line.
+    /// `commandLine` is the rest of the twin's command line (what the memmap= parameters must leave room for).
+    public static func twin(for facts: HostFacts, commandLine: KernelCommandLine) -> Result<TwinPlan, TwinPlanError> {
+        if facts.effectiveMap.isEmpty, let line = facts.boot.memoryLine, let fallback = TwinPlan.fromMemoryLine(line) {
+            return .success(fallback)
+        }
+        // 256 bytes are left for the lab's own parameters (console, panic, the agent's).
+        return Result { () throws(TwinPlanError) in
+            try TwinPlan.plan(map: facts.effectiveMap, nodes: facts.boot.nodeMemory, budget: TwinPlan.commandLineLimit - commandLine.description.utf8.count - 256)
+        }
+    }
+
     /// Every host CMA reservation and failure against the twin's, in the order the kernel printed them.
     public static func compare(host: BootLogFacts, twin: BootLogFacts) -> [ReplayLine] {
         var out: [ReplayLine] = []

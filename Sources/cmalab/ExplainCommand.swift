@@ -32,11 +32,18 @@ struct ExplainCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the prediction as JSON (the `prediction` object of docs/results-schema.md).")
     var json = false
 
+    @Option(name: .long, help: "Predict for a real machine: its boot log (dmesg, journalctl -k -b); the prediction is for its twin (see `cmalab replay`), with the host's cma= parameters and each --try.")
+    var host: String?
+
+    @Option(name: .customLong("try"), help: "With --host: other CMA parameters to predict for on that machine (repeatable).")
+    var tries: [String] = []
+
     @Argument(help: "Kernel command line parameters, e.g. \"cma=1G@1-2G\" (several words are joined with spaces).")
     var parameters: [String] = []
 
     func run() throws {
         let memory = guest.memory
+        if let host { return try explainHost(host) }
         try runReportingErrors {
             guard memory >= .mib(128), memory.bytes % (1 << 20) == 0 else {
                 throw LabError(.input, "--memory must be a whole number of MiB, at least 128M (got \(memory))", hint: "for example --memory 4G")

@@ -30,36 +30,30 @@ struct ReplayCommand: ParsableCommand {
     @Option(name: .customLong("try"), help: "Other CMA parameters to try on the same twin, e.g. 'cma=2G' (repeatable).")
     var tries: [String] = []
 
-    @Option(name: .long, help: "Write the replay (host facts, twin plan, each line, each try) as JSON to this file.")
+    @Option(name: .long, help: "Write the replay (host facts and map, twin plan and map, each line, each try, the oracle's predictions) as JSON (schema cmalab-replay/1).")
     var json: String?
+
+    @Option(name: .long, help: "Write JUnit XML: a test case per host CMA line and per --try.")
+    var junit: String?
+
+    @Option(name: .long, help: "Write an HTML page: the verdicts, the tries with the oracle's predictions, and the host's and the twin's memory maps.")
+    var html: String?
 
     /// Logs larger than this are not host boot logs.
     static let maximumLogBytes: UInt64 = 64 << 20
 
     func run() throws {
         try runReportingErrors {
-            guard let size = Files.size(log) else { throw LabError(.input, "\(log): no such file", hint: "save the host's `dmesg` or `journalctl -k -b` to a file") }
-            guard size <= Self.maximumLogBytes else { throw LabError(.input, "\(log) is \(size) bytes: more than a boot log (\(Self.maximumLogBytes) at most)") }
-            let text = String(decoding: try Files.readBytes(log), as: UTF8.self)
-            let facts = HostLog.read(text)
-            print("host: \(facts.boot.kernelRelease.map { "Linux \($0)" } ?? "kernel release unknown"), \(facts.messages) kernel messages (\(facts.format.rawValue))")
-            if let line = facts.boot.commandLine { print("host command line: \(line)") }
-            print("host map: \(facts.effectiveMap.count) ranges" + (facts.userMap.isEmpty ? " (BIOS-e820)" : " (user-defined, from memmap=)"))
-            for l in facts.boot.cmaLines { print("host: \(l)") }
-            for m in facts.missing { print("missing: \(m)") }
+            let facts = try Self.readHost(log)
+            Self.printFacts(facts)
             let cma = Replay.cmaParameters(facts.boot.commandLine ?? "")
-            let base = KernelCommandLine(parsing: "console=ttyS0 panic=-1 pci=noacpi").appending(cma)
-            let plan: TwinPlan
-            if facts.effectiveMap.isEmpty, let line = facts.boot.memoryLine, let fallback = TwinPlan.fromMemoryLine(line) {
-                plan = fallback
-            } else {
-                do throws(TwinPlanError) {
-                    plan = try TwinPlan.plan(map: facts.effectiveMap, nodes: facts.boot.nodeMemory, budget: TwinPlan.commandLineLimit - base.description.utf8.count - 256)
-                } catch {
-                    throw LabError(.input, "\(log): \(error.description)", hint: facts.missing.first ?? "the log must hold the host's `BIOS-e820:` lines")
-                }
-            }
+            let plan = try Self.plan(facts, log: log, cma: cma)
             for l in plan.summary { print(l) }
+            let alternatives = try tries.map { t throws(LabError) -> KernelCommandLine in
+                let p = Replay.cmaParameters(t)
+                guard !p.parameters.isEmpty else { throw LabError(.input, "--try '\(t)': no cma=, cma_pernuma=, numa_cma= or hugetlb_cma= parameter in it", hint: "for example --try 'cma=2G'") }
+                return p
+            }
             let lab = Lab()
             let profile = Replay.profile(name: "replay", plan: plan, cma: cma, image: kernelOptions.image)
             if dryRun {
@@ -77,87 +71,87 @@ struct ReplayCommand: ParsableCommand {
                 throw LabError(.qemu, "the twin did not boot: \(verdict.error ?? "no observations")")
             }
             let lines = Replay.compare(host: facts.boot, twin: o.boot)
+            let replay = ReplayOutcome(parameters: cma.description, observations: o, error: verdict.error, oracle: verdict.oracle, runDirectory: verdict.runDirectory)
+            let explanations = lines.allSatisfy(\.reproduced) ? [] : Replay.explanations(host: facts, twinRelease: o.kernelRelease, plan: plan)
             print("")
             if lines.isEmpty { print("the host log has no `cma: Reserved` or `Failed to reserve` line to reproduce; the twin printed: \(o.boot.cmaLines.joined(separator: " | "))") }
             for l in lines {
                 print("\(l.reproduced ? "reproduced" : "differs   ")  \(l.host)" + (l.reproduced ? "" : "  →  twin: \(l.twin ?? "nothing"); \(l.differences.joined(separator: "; "))"))
             }
-            if lines.contains(where: { !$0.reproduced }) {
-                for e in Replay.explanations(host: facts, twinRelease: o.kernelRelease, plan: plan) { print("  could explain it: \(e)") }
-            }
+            for e in explanations { print("  could explain it: \(e)") }
+            print("oracle: \(replay.predicted)")
             print("run directory: \(verdict.runDirectory)")
 
-            // Each alternative on the same twin: what the host would do with it.
-            var outcomes: [ReplayTry] = []
-            for (i, alternative) in tries.enumerated() {
-                let params = Replay.cmaParameters(alternative)
-                guard !params.parameters.isEmpty else { throw LabError(.input, "--try '\(alternative)': no cma=, cma_pernuma=, numa_cma= or hugetlb_cma= parameter in it") }
+            // Each alternative on the same twin: what the host would do with it, and what the oracle said it would.
+            var outcomes: [ReplayOutcome] = []
+            for (i, params) in alternatives.enumerated() {
                 var tp = Replay.profile(name: "replay-try\(i + 1)", plan: plan, cma: params, image: kernelOptions.image)
                 tp.timeout = timeout
                 runner.runName = "replay-try\(i + 1)-\(Path.basename(log))"
                 let v = runner.run(tp, image: kernelOptions.image)
-                outcomes.append(ReplayTry(parameters: params.description, observations: v.observations, error: v.error))
+                outcomes.append(ReplayOutcome(parameters: params.description, observations: v.observations, error: v.error, oracle: v.oracle, runDirectory: v.runDirectory))
             }
             if !outcomes.isEmpty {
                 print("")
-                print(Table.render([["TRY", "ON THIS HOST"]] + outcomes.map { [$0.parameters, $0.outcome] }), terminator: "")
+                print(Table.render([["TRY", "ON THIS HOST", "ORACLE"]] + outcomes.map { [$0.parameters, $0.outcome, $0.predicted] }))
             }
+            let twinMap = Self.twinMap(verdict.runDirectory)
+            let result = ReplayResult(log: log, host: facts, twin: ReplayTwin(plan, map: twinMap, kernel: o.kernelRelease), lines: lines,
+                                      replay: replay, explanations: explanations, tries: outcomes)
+            try Self.write(result, json: json, junit: junit, html: html)
+            if !result.reproduced { throw ExitCode(1) }
+        }
+    }
+
+    /// The host's facts from a log file.
+    static func readHost(_ log: String) throws(LabError) -> HostFacts {
+        guard let size = Files.size(log) else { throw LabError(.input, "\(log): no such file", hint: "save the host's `dmesg` or `journalctl -k -b` to a file") }
+        guard size <= maximumLogBytes else { throw LabError(.input, "\(log) is \(size) bytes: more than a boot log (\(maximumLogBytes) at most)") }
+        let bytes: [UInt8]
+        do { bytes = try Files.readBytes(log) } catch { throw LabError(.input, "\(log): cannot read it (\(error))") }
+        return HostLog.read(String(decoding: bytes, as: UTF8.self))
+    }
+
+    static func printFacts(_ facts: HostFacts) {
+        print("host: \(facts.boot.kernelRelease.map { "Linux \($0)" } ?? "kernel release unknown"), \(facts.messages) kernel messages (\(facts.format.rawValue))")
+        if let line = facts.boot.commandLine { print("host command line: \(line)") }
+        print("host map: \(facts.effectiveMap.count) ranges" + (facts.userMap.isEmpty ? " (BIOS-e820)" : " (user-defined, from memmap=)")
+              + (facts.boot.nodeMemory.isEmpty ? "" : ", \(Set(facts.boot.nodeMemory.map(\.node)).count) NUMA nodes (SRAT)"))
+        for l in facts.boot.cmaLines { print("host: \(l)") }
+        for m in facts.missing { print("missing: \(m)") }
+    }
+
+    /// The twin's plan, or the reason there is none as a LabError naming the log.
+    static func plan(_ facts: HostFacts, log: String, cma: KernelCommandLine) throws(LabError) -> TwinPlan {
+        let rest = KernelCommandLine(parsing: "console=ttyS0 panic=-1 pci=noacpi").appending(cma)
+        switch Replay.twin(for: facts, commandLine: rest) {
+        case .success(let plan): return plan
+        case .failure(let error):
+            throw LabError(.input, "\(log): \(error.description)", hint: facts.missing.first ?? "the log must hold the host's `BIOS-e820:` lines")
+        }
+    }
+
+    /// The map the twin's kernel printed (`user-defined physical RAM map`), from the run's console.
+    static func twinMap(_ runDirectory: String) -> [MemoryRange]? {
+        let path = runDirectory + "/console.log"
+        guard let size = Files.size(path), size <= maximumLogBytes, let bytes = try? Files.readBytes(path) else { return nil }
+        let map = HostLog.read(String(decoding: bytes, as: UTF8.self)).userMap
+        return map.isEmpty ? nil : map
+    }
+
+    static func write(_ result: ReplayResult, json: String?, junit: String?, html: String?) throws(LabError) {
+        do {
             if let json {
-                let result = ReplayResult(log: log, host: facts, twin: ReplayTwin(plan), lines: lines, twinKernel: o.kernelRelease, tries: outcomes)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
                 try Files.writePublic(Array(try encoder.encode(result)), to: json)
             }
-            if lines.contains(where: { !$0.reproduced }) { throw ExitCode(1) }
+            if let junit { try Files.writePublic(Array(ReplayReport.junit(result).utf8), to: junit) }
+            if let html { try Files.writePublic(Array(ReplayReport.html(result).utf8), to: html) }
+        } catch let e as LabError {
+            throw e
+        } catch {
+            throw LabError(.io, "cannot write the replay's reports: \(error)")
         }
     }
-}
-
-/// What one `--try` did on the twin.
-struct ReplayTry: Encodable {
-    var parameters: String
-    var reserved: [ReservedArea] = []
-    var failedMiB: [UInt64] = []
-    var failureReasons: [String] = []
-    var crash: String?
-    var error: String?
-
-    init(parameters: String, observations o: Observations?, error: String?) {
-        self.parameters = parameters
-        self.reserved = o?.boot.reserved ?? []
-        self.failedMiB = o?.boot.failedMiB ?? []
-        self.failureReasons = o?.boot.failureReasons ?? []
-        self.crash = o?.crash.map { $0.headline }
-        self.error = o?.ending == .poweredOff || o?.crash != nil ? nil : error
-    }
-
-    /// `reserved 2048 MiB at 0x100000000`, `failed: cma: Failed to reserve ...`, `kernel crash: ...`.
-    var outcome: String {
-        if let crash { return "kernel crash: \(crash)" }
-        if let error { return "error: \(error)" }
-        var parts = reserved.map { "reserved \($0.sizeMiB) MiB at \(hex($0.base))" + ($0.node.map { " (node \($0))" } ?? "") }
-        parts += failedMiB.map { "failed to reserve \($0) MiB" }
-        if let reason = failureReasons.first { parts.append(reason) }
-        return parts.isEmpty ? "no area" : parts.joined(separator: "; ")
-    }
-}
-
-/// The twin's plan in the JSON.
-struct ReplayTwin: Encodable {
-    var machine: MachineSpec
-    var lowMemory: UInt64
-    var parameters: [String]
-    var map: [MemoryRange]
-    var notes: [String]
-    init(_ p: TwinPlan) { machine = p.machine; lowMemory = p.lowMemory; parameters = p.parameters; map = p.map; notes = p.notes }
-}
-
-/// `replay --json`.
-struct ReplayResult: Encodable {
-    var log: String
-    var host: HostFacts
-    var twin: ReplayTwin
-    var lines: [ReplayLine]
-    var twinKernel: String?
-    var tries: [ReplayTry]
 }

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import LabCore
+import LabRuntime
+
+/// `cmalab explain --host LOG`: the oracle's prediction for a real machine, without booting: the twin `cmalab
+/// replay` would boot (the host's map through memmap=exactmap, its SRAT nodes), the chosen image's kernel, and
+/// the host's cma= parameters, then each `--try`.
+extension ExplainCommand {
+    func explainHost(_ log: String) throws {
+        try runReportingErrors {
+            let facts = try ReplayCommand.readHost(log)
+            ReplayCommand.printFacts(facts)
+            let hostCMA = Replay.cmaParameters(facts.boot.commandLine ?? "")
+            let plan = try ReplayCommand.plan(facts, log: log, cma: hostCMA)
+            for l in plan.summary { print(l) }
+            var candidates: [KernelCommandLine] = facts.boot.commandLine == nil ? [] : [hostCMA]
+            for t in tries + (parameters.isEmpty ? [] : [parameters.joined(separator: " ")]) {
+                let p = Replay.cmaParameters(t)
+                guard !p.parameters.isEmpty else { throw LabError(.input, "--try '\(t)': no cma=, cma_pernuma=, numa_cma= or hugetlb_cma= parameter in it", hint: "for example --try 'cma=2G'") }
+                candidates.append(p)
+            }
+            guard !candidates.isEmpty else {
+                throw LabError(.input, "\(log) has no `Command line:` line, so the host's cma= parameters are unknown", hint: "pass the parameters to predict with --try 'cma=...'")
+            }
+            let lab = Lab()
+            let kernel = try lab.kernel(image: kernelOptions.image, kernelPath: kernelOptions.kernel, configPath: kernelOptions.config)
+            let initrd = try? lab.initramfs.ensure(.agent(lab.paths.agentBinary(for: kernel.architecture)))
+            var rows: [[String]] = [["PARAMETERS", "PREDICTION"]]
+            for (i, cma) in candidates.enumerated() {
+                let profile = Replay.profile(name: "explain", plan: plan, cma: cma, image: kernel.name)
+                var q = QEMUPlan(machine: plan.machine, kernel: kernel.kernel, initrd: initrd, commandLine: kernel.commandLine.appending(profile.commandLine))
+                q.agentSocket = nil
+                guard let input = OracleRuntime.input(kernel: kernel, plan: q) else {
+                    throw LabError(.input, "cannot tell the kernel version of \(kernel.name)", hint: "pass --config with the kernel's .config")
+                }
+                let p = Oracle.predict(input)
+                let hosts = i == 0 && facts.boot.commandLine != nil
+                let label = hosts ? (cma.parameters.isEmpty ? "the host's (no cma=)" : "\(cma) (the host's)") : cma.description
+                rows.append([label, p.summary])
+                if i == 0 {
+                    print("")
+                    print(Self.render(p, image: kernel.name, commandLine: q.effectiveCommandLine, masks: dmaMasks.isEmpty ? [32, 64] : dmaMasks))
+                }
+            }
+            print("")
+            print("on this host, with \(kernel.name)'s rules (the host ran \(facts.boot.kernelRelease ?? "an unknown kernel")):")
+            print(Table.render(rows))
+        }
+    }
+}
