@@ -8,15 +8,17 @@ struct ReplayCommand: ParsableCommand {
         commandName: "replay",
         abstract: "Boot a twin of a real machine from its boot log and reproduce its CMA lines.",
         discussion: """
-        Reads the host's boot log (dmesg, journalctl -k -b, a serial capture, or the quoted form), plans a QEMU \
+        Reads the host's boot log (dmesg, journalctl -k -b, a serial capture, or the quoted form), or the directory \
+        Scripts/capture-host wrote (its dmesg.txt, with the firmware map from memmap/ and the command line from \
+        cmdline.txt where the log has lost them), plans a QEMU \
         pc guest whose kernel sees the host's memory map (memmap=exactmap plus one memmap= per range, low RAM \
         ending where the host's does), boots it with the host's cma= parameters, and says for each CMA line \
         whether the twin reproduced it. --dry-run prints the plan without booting.
-        Example: cmalab replay host-dmesg.txt --image cma-6.12
+        Example: cmalab replay host-dmesg.txt --image cma-6.12; cmalab replay cmalab-host-NAME-DATE/ --dry-run
         """
     )
 
-    @Argument(help: "The host's boot log.")
+    @Argument(help: "The host's boot log, or a capture directory of Scripts/capture-host.")
     var log: String
 
     @OptionGroup var kernelOptions: KernelOptions
@@ -33,20 +35,24 @@ struct ReplayCommand: ParsableCommand {
     @Option(name: .long, help: "Write the replay (host facts, twin plan, each line, each try) as JSON to this file.")
     var json: String?
 
-    /// Logs larger than this are not host boot logs.
-    static let maximumLogBytes: UInt64 = 64 << 20
+    /// The log's file name, or the capture directory's (without its trailing slash), for run directories.
+    var logName: String {
+        var path = Substring(log)
+        while path.count > 1, path.hasSuffix("/") { path = path.dropLast() }
+        return Path.basename(String(path))
+    }
 
     func run() throws {
         try runReportingErrors {
-            guard let size = Files.size(log) else { throw LabError(.input, "\(log): no such file", hint: "save the host's `dmesg` or `journalctl -k -b` to a file") }
-            guard size <= Self.maximumLogBytes else { throw LabError(.input, "\(log) is \(size) bytes: more than a boot log (\(Self.maximumLogBytes) at most)") }
-            let text = String(decoding: try Files.readBytes(log), as: UTF8.self)
-            let facts = HostLog.read(text)
+            // The capture's `config` (input.config) is kept for predictions from the host's own .config; not used yet.
+            let input = try HostBundleReader.read(log)
+            let facts = input.facts
             print("host: \(facts.boot.kernelRelease.map { "Linux \($0)" } ?? "kernel release unknown"), \(facts.messages) kernel messages (\(facts.format.rawValue))")
             if let line = facts.boot.commandLine { print("host command line: \(line)") }
-            print("host map: \(facts.effectiveMap.count) ranges" + (facts.userMap.isEmpty ? " (BIOS-e820)" : " (user-defined, from memmap=)"))
+            print("host map: \(facts.effectiveMap.count) ranges (\(facts.mapSource))")
             for l in facts.boot.cmaLines { print("host: \(l)") }
             for m in facts.missing { print("missing: \(m)") }
+            for f in facts.sources { print("from: \(f)") }
             let cma = Replay.cmaParameters(facts.boot.commandLine ?? "")
             let base = KernelCommandLine(parsing: "console=ttyS0 panic=-1 pci=noacpi").appending(cma)
             let plan: TwinPlan
@@ -71,7 +77,7 @@ struct ReplayCommand: ParsableCommand {
             var p = profile
             p.timeout = timeout
             let runner = ProfileRunner(lab: lab)
-            runner.runName = "replay-\(Path.basename(log))"
+            runner.runName = "replay-\(logName)"
             let verdict = runner.run(p, image: kernelOptions.image)
             guard let o = verdict.observations, verdict.kind != .error || o.ending == .poweredOff else {
                 throw LabError(.qemu, "the twin did not boot: \(verdict.error ?? "no observations")")
@@ -94,7 +100,7 @@ struct ReplayCommand: ParsableCommand {
                 guard !params.parameters.isEmpty else { throw LabError(.input, "--try '\(alternative)': no cma=, cma_pernuma=, numa_cma= or hugetlb_cma= parameter in it") }
                 var tp = Replay.profile(name: "replay-try\(i + 1)", plan: plan, cma: params, image: kernelOptions.image)
                 tp.timeout = timeout
-                runner.runName = "replay-try\(i + 1)-\(Path.basename(log))"
+                runner.runName = "replay-try\(i + 1)-\(logName)"
                 let v = runner.run(tp, image: kernelOptions.image)
                 outcomes.append(ReplayTry(parameters: params.description, observations: v.observations, error: v.error))
             }
