@@ -20,9 +20,32 @@ public struct HostFacts: Codable, Equatable, Sendable {
     public var userMap: [MemoryRange] = []
     /// What a replay needs that the log lacks, each with how to capture it.
     public var missing: [String] = []
+    /// Where each kind of fact came from when the input was a capture directory (`memory map: memmap/ ...`);
+    /// empty for a plain log, where everything comes from the one file.
+    public var sources: [String] = []
 
     /// The map the host's kernel worked from: the user-defined one when there is one, else the firmware's.
     public var effectiveMap: [MemoryRange] { userMap.isEmpty ? boot.e820 : userMap }
+
+    public init(format: HostLogFormat, messages: Int, boot: BootLogFacts, userMap: [MemoryRange] = [], missing: [String] = [], sources: [String] = []) {
+        self.format = format; self.messages = messages; self.boot = boot
+        self.userMap = userMap; self.missing = missing; self.sources = sources
+    }
+
+    // Replay JSON written before a key existed still decodes: the later keys may be absent.
+    enum CodingKeys: String, CodingKey {
+        case format, messages, boot, userMap, missing, sources
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        format = try c.decode(HostLogFormat.self, forKey: .format)
+        messages = try c.decode(Int.self, forKey: .messages)
+        boot = try c.decode(BootLogFacts.self, forKey: .boot)
+        userMap = try c.decodeIfPresent([MemoryRange].self, forKey: .userMap) ?? []
+        missing = try c.decodeIfPresent([String].self, forKey: .missing) ?? []
+        sources = try c.decodeIfPresent([String].self, forKey: .sources) ?? []
+    }
 }
 
 public enum HostLog {
@@ -88,20 +111,42 @@ public enum HostLog {
             }
             inUserMap = false
         }
-        if messages.isEmpty {
-            facts.missing.append("the file holds no kernel messages: save `dmesg` (or `journalctl -k -b`) of the boot to replay, or run Scripts/capture-host on the machine")
-            return facts
+        facts.missing = missing(facts, in: nil)
+        return facts
+    }
+
+    /// What the facts lack for a replay, each with how to capture it. `bundle` names the log's file when it came in a
+    /// capture directory (`dmesg.txt`): the directory's other files were used already, so the advice differs.
+    static func missing(_ facts: HostFacts, in bundle: String?) -> [String] {
+        guard let log = bundle else {
+            guard facts.messages > 0 else {
+                return ["the file holds no kernel messages: save `dmesg` (or `journalctl -k -b`) of the boot to replay, or run Scripts/capture-host on the machine"]
+            }
+            var out: [String] = []
+            if facts.boot.kernelRelease == nil {
+                out.append("no `Linux version` line (the kernel release): the log does not start at the boot; save `journalctl -k -b` or `dmesg` right after boot, or run Scripts/capture-host")
+            }
+            if facts.boot.e820.isEmpty {
+                out.append("no `BIOS-e820:` lines (the firmware's memory map, printed first at boot, so lost once the ring buffer wraps): save `journalctl -k -b` or run Scripts/capture-host, which also saves /sys/firmware/memmap; without it the twin is planned from the `Memory:` line and says so")
+            }
+            if facts.boot.commandLine == nil {
+                out.append("no `Command line:` line: the host's cma= parameters are unknown; pass them with --try, or save /proc/cmdline (Scripts/capture-host)")
+            }
+            return out
         }
-        if facts.boot.kernelRelease == nil {
-            facts.missing.append("no `Linux version` line (the kernel release): the log does not start at the boot; save `journalctl -k -b` or `dmesg` right after boot, or run Scripts/capture-host")
+        var out: [String] = []
+        if facts.messages == 0 {
+            out.append("\(log) holds no kernel messages (reading the kernel log needs root where kernel.dmesg_restrict=1): run Scripts/capture-host as root, or pass a saved `journalctl -k -b` instead")
+        } else if facts.boot.kernelRelease == nil {
+            out.append("no `Linux version` line (the kernel release) in \(log): the boot's first lines had left the ring buffer and the journal did not have them; capture soon after a boot to keep them")
         }
         if facts.boot.e820.isEmpty {
-            facts.missing.append("no `BIOS-e820:` lines (the firmware's memory map, printed first at boot, so lost once the ring buffer wraps): save `journalctl -k -b` or run Scripts/capture-host, which also saves /sys/firmware/memmap; without it the twin is planned from the `Memory:` line and says so")
+            out.append("no `BIOS-e820:` lines in \(log) and no usable memmap/ (/sys/firmware/memmap, absent on kernels without CONFIG_FIRMWARE_MEMMAP): without a map the twin is planned from the `Memory:` line and says so")
         }
         if facts.boot.commandLine == nil {
-            facts.missing.append("no `Command line:` line: the host's cma= parameters are unknown; pass them with --try, or save /proc/cmdline (Scripts/capture-host)")
+            out.append("no `Command line:` line in \(log) and no cmdline.txt: the host's cma= parameters are unknown; pass them with --try")
         }
-        return facts
+        return out
     }
 }
 

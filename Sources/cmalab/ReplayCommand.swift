@@ -8,15 +8,17 @@ struct ReplayCommand: ParsableCommand {
         commandName: "replay",
         abstract: "Boot a twin of a real machine from its boot log and reproduce its CMA lines.",
         discussion: """
-        Reads the host's boot log (dmesg, journalctl -k -b, a serial capture, or the quoted form), plans a QEMU \
+        Reads the host's boot log (dmesg, journalctl -k -b, a serial capture, or the quoted form), or the directory \
+        Scripts/capture-host wrote (its dmesg.txt, with the firmware map from memmap/ and the command line from \
+        cmdline.txt where the log has lost them), plans a QEMU \
         pc guest whose kernel sees the host's memory map (memmap=exactmap plus one memmap= per range, low RAM \
         ending where the host's does), boots it with the host's cma= parameters, and says for each CMA line \
         whether the twin reproduced it. --dry-run prints the plan without booting.
-        Example: cmalab replay host-dmesg.txt --image cma-6.12
+        Example: cmalab replay host-dmesg.txt --image cma-6.12; cmalab replay cmalab-host-NAME-DATE/ --dry-run
         """
     )
 
-    @Argument(help: "The host's boot log.")
+    @Argument(help: "The host's boot log, or a capture directory of Scripts/capture-host.")
     var log: String
 
     @OptionGroup var kernelOptions: KernelOptions
@@ -42,6 +44,13 @@ struct ReplayCommand: ParsableCommand {
     /// Logs larger than this are not host boot logs.
     static let maximumLogBytes: UInt64 = 64 << 20
 
+    /// The log's file name, or the capture directory's (without its trailing slash), for run directories.
+    var logName: String {
+        var path = Substring(log)
+        while path.count > 1, path.hasSuffix("/") { path = path.dropLast() }
+        return Path.basename(String(path))
+    }
+
     func run() throws {
         try runReportingErrors {
             let facts = try Self.readHost(log)
@@ -65,7 +74,7 @@ struct ReplayCommand: ParsableCommand {
             var p = profile
             p.timeout = timeout
             let runner = ProfileRunner(lab: lab)
-            runner.runName = "replay-\(Path.basename(log))"
+            runner.runName = "replay-\(logName)"
             let verdict = runner.run(p, image: kernelOptions.image)
             guard let o = verdict.observations, verdict.kind != .error || o.ending == .poweredOff else {
                 throw LabError(.qemu, "the twin did not boot: \(verdict.error ?? "no observations")")
@@ -87,7 +96,7 @@ struct ReplayCommand: ParsableCommand {
             for (i, params) in alternatives.enumerated() {
                 var tp = Replay.profile(name: "replay-try\(i + 1)", plan: plan, cma: params, image: kernelOptions.image)
                 tp.timeout = timeout
-                runner.runName = "replay-try\(i + 1)-\(Path.basename(log))"
+                runner.runName = "replay-try\(i + 1)-\(logName)"
                 let v = runner.run(tp, image: kernelOptions.image)
                 outcomes.append(ReplayOutcome(parameters: params.description, observations: v.observations, error: v.error, oracle: v.oracle, runDirectory: v.runDirectory))
             }
@@ -103,22 +112,20 @@ struct ReplayCommand: ParsableCommand {
         }
     }
 
-    /// The host's facts from a log file.
+    /// The host's facts from a log file or a capture directory (HostBundleReader.swift).
     static func readHost(_ log: String) throws(LabError) -> HostFacts {
-        guard let size = Files.size(log) else { throw LabError(.input, "\(log): no such file", hint: "save the host's `dmesg` or `journalctl -k -b` to a file") }
-        guard size <= maximumLogBytes else { throw LabError(.input, "\(log) is \(size) bytes: more than a boot log (\(maximumLogBytes) at most)") }
-        let bytes: [UInt8]
-        do { bytes = try Files.readBytes(log) } catch { throw LabError(.input, "\(log): cannot read it (\(error))") }
-        return HostLog.read(String(decoding: bytes, as: UTF8.self))
+        // The capture's `config` is kept for predictions from the host's own .config; not used yet.
+        try HostBundleReader.read(log).facts
     }
 
     static func printFacts(_ facts: HostFacts) {
         print("host: \(facts.boot.kernelRelease.map { "Linux \($0)" } ?? "kernel release unknown"), \(facts.messages) kernel messages (\(facts.format.rawValue))")
         if let line = facts.boot.commandLine { print("host command line: \(line)") }
-        print("host map: \(facts.effectiveMap.count) ranges" + (facts.userMap.isEmpty ? " (BIOS-e820)" : " (user-defined, from memmap=)")
+        print("host map: \(facts.effectiveMap.count) ranges (\(facts.mapSource))"
               + (facts.boot.nodeMemory.isEmpty ? "" : ", \(Set(facts.boot.nodeMemory.map(\.node)).count) NUMA nodes (SRAT)"))
         for l in facts.boot.cmaLines { print("host: \(l)") }
         for m in facts.missing { print("missing: \(m)") }
+        for f in facts.sources { print("from: \(f)") }
     }
 
     /// The twin's plan, or the reason there is none as a LabError naming the log.
