@@ -356,13 +356,18 @@ public enum Oracle {
         return size
     }
 
-    /// The early page tables x86 allocates top-down below the end of RAM before CMA runs: 3 pages were seen on
-    /// 4 and 8 GiB guests (memblock=debug); more are allowed for larger guests. Returns the band for the fewest and
-    /// for the most pages, each just below the highest free address.
+    /// The early page tables x86 takes from memblock before CMA runs (the first ones come from the kernel's brk).
+    /// `init_mem_mapping()` maps top-down from `real_end`, the end of the highest free 2 MiB-aligned 2 MiB block
+    /// (`memory_map_top_down` probes for it with memblock_phys_alloc_range(PMD_SIZE, PMD_SIZE, ...) and frees it),
+    /// and takes its pages just below real_end. Seen with memblock=debug on 6.12: no page on 2 GiB guests (brk was
+    /// enough), 1 on q35 2815 MiB and pc 3583 MiB (at 0xdfdff000, below real_end 0xdfe00000 while RAM ends at
+    /// 0xdfee0000), 2-3 on 4 and 8 GiB, 59 on 64 GiB. Returns the band for the fewest and for the most pages.
     static func pageTableBand(map: GuestMemoryMap, reserved: [AddressRange], memoryGiB: UInt64) -> (min: AddressRange, max: AddressRange) {
         let free = freeRanges(map.memblockMemory, minus: reserved)
-        let top = free.last?.end ?? map.endOfRAM
-        let fewest: UInt64 = 3, most: UInt64 = 8 + memoryGiB
+        let pmd: UInt64 = 2 << 20
+        let top = topDown(free, size: pmd, align: pmd, start: 0x10_0000, end: map.endOfRAM).map { $0 + pmd } ?? free.last?.end ?? map.endOfRAM
+        let small = map.endOfRAM <= 2 << 30
+        let fewest: UInt64 = small ? 0 : 1, most: UInt64 = small ? 0 : 8 + memoryGiB
         return (AddressRange(top - fewest * 4096, top), AddressRange(top - most * 4096, top))
     }
 

@@ -7,10 +7,10 @@ import LabCore
 public enum OracleRuntime {
     private static let imageCache = Mutex<[String: KernelImageInfo]>([:])
 
-    /// The boot header of a bzImage and, when its payload is gzip, vmlinux's `_end` (decompressing only the first
+    /// The boot header of a bzImage and, when its payload is gzip, LZ4, xz or zstd, vmlinux's `_end` (decompressing only the first
     /// 64 KiB, enough for the ELF program headers). Nil when the file is not a bzImage.
     ///
-    /// `_end` costs a gzip run (~30 ms); for a kernel in the cache it is kept in `<key>/image-end` (the key names
+    /// `_end` costs a decompressor run (~30 ms); for a kernel in the cache it is kept in `<key>/image-end` (the key names
     /// the content, so it never goes stale; an empty file records "no `_end`").
     public static func kernelImage(_ kernel: BuiltKernel) -> KernelImageInfo? {
         let bzImage = kernel.kernel
@@ -43,18 +43,28 @@ public enum OracleRuntime {
         return KernelImageInfo.header([UInt8](head))?.info
     }
 
-    /// vmlinux's `_end` from a gzip payload; nil for another compression or a file that is not a bzImage.
+    /// The decompressors of the payloads a bzImage can carry, by their first bytes (the kernel's LZ4 is lz4's
+    /// legacy frame). Each reads stdin and writes stdout; the command is fixed text, the payload only a file.
+    static let decompressors: [([UInt8], String)] = [
+        ([0x1f, 0x8b], "gzip -dc"),
+        ([0x02, 0x21, 0x4c, 0x18], "lz4 -dc"),
+        ([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], "xz -dc"),
+        ([0x28, 0xb5, 0x2f, 0xfd], "zstd -dc"),
+    ]
+
+    /// vmlinux's `_end` from a gzip, LZ4, xz or zstd payload (the first 64 KiB decompressed: the ELF program
+    /// headers); nil for another compression, a missing decompressor or a file that is not a bzImage.
     static func vmlinuxEnd(_ bzImage: String) -> UInt64? {
         guard let bytes = try? Files.readBytes(bzImage), let header = KernelImageInfo.header(bytes) else { return nil }
-        let end = header.payloadOffset + header.payloadLength
-        guard end <= bytes.count, header.payloadLength > 2, bytes[header.payloadOffset] == 0x1f, bytes[header.payloadOffset + 1] == 0x8b else {
-            return nil
-        }
+        let (end, overflow) = header.payloadOffset.addingReportingOverflow(header.payloadLength)
+        guard !overflow, end <= bytes.count, header.payloadLength > 6 else { return nil }
+        let payload = bytes[header.payloadOffset..<end]
+        guard let command = decompressors.first(where: { payload.starts(with: $0.0) })?.1 else { return nil }
         let dir = NSTemporaryDirectory() + "cmalab-oracle-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         guard (try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)) != nil,
-              FileManager.default.createFile(atPath: dir + "/payload.gz", contents: Data(bytes[header.payloadOffset..<end])) else { return nil }
-        _ = try? runCapturing(["sh", "-c", "gzip -dc < payload.gz 2>/dev/null | head -c 65536 > head.bin; exit 0"], workingDirectory: dir)
+              FileManager.default.createFile(atPath: dir + "/payload", contents: Data(payload)) else { return nil }
+        _ = try? runCapturing(["sh", "-c", "\(command) < payload 2>/dev/null | head -c 65536 > head.bin; exit 0"], workingDirectory: dir)
         return (try? Files.readBytes(dir + "/head.bin")).flatMap(KernelImageInfo.elfImageEnd)
     }
 

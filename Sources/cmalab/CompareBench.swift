@@ -117,7 +117,8 @@ struct CompareBench {
             if let t = try vng(i) { c.append(t) } else { vngMissing = true }
             printErr(String(format: "run %d: bare %.2f s, cmalab %.2f s%@", i, a.last!, b.last!, c.last.map { String(format: ", vng %.2f s", $0) } ?? ""))
         }
-        print("kernel           \(imageName) (\(kernel.kernel))")
+        print("kernel           \(imageName) (\(kernel.kernel)), \(Self.compression(kernel))")
+        print("firmware         (a) and (b): QEMU's default, SeaBIOS (no -bios); the same QEMU argv but for (b)'s agent channel")
         print(String(format: "guest            pc, %@, 1 CPU, TCG; %d runs each, medians; %.1f s pause before each boot", memory.description, runs, settle))
         print("command line     (a) and (b): `\(commandLine)`; (c): `root=/dev/root pci=noacpi \(append)` and vng's own")
         print(BenchCommand.line("(a) bare QEMU", a))
@@ -131,6 +132,13 @@ struct CompareBench {
     }
 
     /// Cold build, cache hit, and a warm rebuild of another config, from the kernel cache's records.
+    /// The bzImage's compression, from the image's .config (what the guest's decompressor spends time on).
+    static func compression(_ kernel: BuiltKernel) -> String {
+        guard let config = try? kernel.config() else { return "compression unknown (no .config)" }
+        let kinds = ["GZIP", "LZ4", "LZO", "XZ", "LZMA", "BZIP2", "ZSTD"]
+        return kinds.first { config.isEnabled("KERNEL_\($0)") }.map { "\($0.lowercased())-compressed" } ?? "compression unknown"
+    }
+
     func printBuildFigures() {
         let t0 = Date()
         _ = try? lab.kernel(image: imageName)

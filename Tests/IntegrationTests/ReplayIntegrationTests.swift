@@ -35,11 +35,11 @@ extension Integration {
     /// A two-node host (SRAT nodes 4G+4G) with per-node areas: the twin gets the host's nodes, and every line,
     /// node included, is reproduced.
     @Test func aNUMAHostsPerNodeAreasAreReproduced() throws {
-        let host = try IT.runCLI(["boot", "--image", "cma-6.12-numa", "--accel", "tcg", "--memory", "8G", "--numa", "4G,4G",
+        let host = try IT.runCLI(["boot", "--accel", "tcg", "--memory", "8G", "--numa", "4G,4G",
                                   "--append", "numa_cma=1:128M cma_pernuma=64M cma=512M"])
         #expect(host.status == 0, "\(host.stderr)")
         let log = try #require(host.stderr.components(separatedBy: "console log: ").last?.trimmingCharacters(in: .whitespacesAndNewlines))
-        let replay = try IT.runCLI(["replay", "--image", "cma-6.12-numa", log])
+        let replay = try IT.runCLI(["replay", log])
         #expect(replay.status == 0, "\(replay.stdout)\n\(replay.stderr)")
         #expect(replay.stdout.contains("NUMA: 2 nodes as in the host's SRAT"))
         let lines = replay.stdout.split(separator: "\n").filter { $0.hasPrefix("reproduced") || $0.hasPrefix("differs") }

@@ -2,7 +2,7 @@ import Testing
 @testable import LabCore
 
 /// Issue 7 items 4-7, the pure parts: SRAT node lines, `expect.nodes`, the per-node oracle, probe-max's bisection and
-/// the QEMU peak RSS line. The log lines and debugfs values are from a real cma-6.12-numa boot (2 × 2 GiB nodes,
+/// the QEMU peak RSS line. The log lines and debugfs values are from a real cma-6.12 boot (NUMA-capable since the default image became one) (2 × 2 GiB nodes,
 /// `numa_cma=0:64M,1:32M cma_pernuma=16M`).
 @Suite struct NumaProbeTests {
     static let numaLog = [
@@ -18,7 +18,7 @@ import Testing
     static let numaAreas: [(String, UInt64, UInt64)] = [("numa0", 501248, 16384), ("numa1", 1052672, 8192), ("pernuma0", 517632, 4096), ("pernuma1", 1048576, 4096)]
 
     static func observations(_ log: [String] = numaLog) -> Observations {
-        var o = Observations(profile: "t", image: "cma-6.12-numa", machine: MachineSpec(memory: .gib(4)), commandLine: "", accelerator: "tcg",
+        var o = Observations(profile: "t", image: "cma-6.12", machine: MachineSpec(memory: .gib(4)), commandLine: "", accelerator: "tcg",
                              ending: .poweredOff, boot: KernelLogParser.facts(from: log))
         o.areas = numaAreas.map { AreaSnapshot(name: $0.0, basePFN: $0.1, count: $0.2, used: 0, maxchunk: $0.2, orderPerBit: 0, sysfs: [:]) }
         return o
@@ -104,7 +104,7 @@ import Testing
     /// The per-node oracle on the real boot above: areas in the kernel's order, on their nodes, at the bases seen.
     @Test func oraclePredictsPerNodeAreas() throws {
         let images = try OracleFixture.images()
-        let boot = try #require(try OracleFixture.boots().first { $0.image == "cma-6.12-numa" && $0.cmdline == "numa_cma=0:64M,1:32M cma_pernuma=16M" })
+        let boot = try #require(try OracleFixture.boots().first { $0.image == "cma-6.12" && $0.cmdline == "numa_cma=0:64M,1:32M cma_pernuma=16M" })
         let p = Oracle.predict(OracleFixture.input(boot, try #require(images[boot.image])))
         #expect(p.outcome == .reserved && p.area == nil)
         #expect(p.nodeAreas?.map(\.name) == ["pernuma0", "numa0", "pernuma1", "numa1"])
@@ -137,7 +137,7 @@ import Testing
     /// hugetlb_cma= needs a free 1 GiB-aligned GiB: none on a 4 GiB pc guest (recorded: Failed to reserve), one at 4 GiB on 8 GiB.
     @Test func oraclePredictsHugetlbPlacementAndFailure() throws {
         let images = try OracleFixture.images()
-        let boots = try OracleFixture.boots().filter { $0.image == "cma-6.12-numa" && $0.cmdline == "hugetlb_cma=1G" && $0.cpuModel == "max" }
+        let boots = try OracleFixture.boots().filter { $0.image == "cma-6.12" && $0.cmdline == "hugetlb_cma=1G" && $0.cpuModel == "max" }
         #expect(boots.count == 2)
         for b in boots {
             let p = Oracle.predict(OracleFixture.input(b, try #require(images[b.image])))
@@ -148,7 +148,7 @@ import Testing
             }
         }
         // Without 1 GiB pages (QEMU's default CPU) x86 never reserves it.
-        let plain = try #require(try OracleFixture.boots().first { $0.image == "cma-6.12-numa" && $0.cmdline == "hugetlb_cma=1G" && $0.cpuModel == nil })
+        let plain = try #require(try OracleFixture.boots().first { $0.image == "cma-6.12" && $0.cmdline == "hugetlb_cma=1G" && $0.cpuModel == nil })
         #expect(Oracle.predict(OracleFixture.input(plain, try #require(images[plain.image]))).nodeAreas == nil)
         #expect(plain.facts.cmaLines == ["hugetlb_cma: the option isn't supported by current arch"] && plain.facts.reserved.isEmpty)
     }
