@@ -16,9 +16,7 @@ extension ExplainCommand {
             for l in plan.summary { print(l) }
             var candidates: [KernelCommandLine] = facts.boot.commandLine == nil ? [] : [hostCMA]
             for t in tries + (parameters.isEmpty ? [] : [parameters.joined(separator: " ")]) {
-                let p = Replay.cmaParameters(t)
-                guard !p.parameters.isEmpty else { throw LabError(.input, "--try '\(t)': no cma=, cma_pernuma=, numa_cma= or hugetlb_cma= parameter in it", hint: "for example --try 'cma=2G'") }
-                candidates.append(p)
+                candidates.append(try ReplayCommand.tryParameters(t))
             }
             guard !candidates.isEmpty else {
                 throw LabError(.input, "\(log) has no `Command line:` line, so the host's cma= parameters are unknown", hint: "pass the parameters to predict with --try 'cma=...'")

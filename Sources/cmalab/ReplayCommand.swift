@@ -58,11 +58,7 @@ struct ReplayCommand: ParsableCommand {
             let cma = Replay.cmaParameters(facts.boot.commandLine ?? "")
             let plan = try Self.plan(facts, log: log, cma: cma)
             for l in plan.summary { print(l) }
-            let alternatives = try tries.map { t throws(LabError) -> KernelCommandLine in
-                let p = Replay.cmaParameters(t)
-                guard !p.parameters.isEmpty else { throw LabError(.input, "--try '\(t)': no cma=, cma_pernuma=, numa_cma= or hugetlb_cma= parameter in it", hint: "for example --try 'cma=2G'") }
-                return p
-            }
+            let alternatives = try tries.map { t throws(LabError) in try Self.tryParameters(t) }
             let lab = Lab()
             let profile = Replay.profile(name: "replay", plan: plan, cma: cma, image: kernelOptions.image)
             if dryRun {
@@ -116,6 +112,15 @@ struct ReplayCommand: ParsableCommand {
     static func readHost(_ log: String) throws(LabError) -> HostFacts {
         // The capture's `config` is kept for predictions from the host's own .config; not used yet.
         try HostBundleReader.read(log).facts
+    }
+
+    /// The CMA parameters of one `--try`, or an error saying it has none.
+    static func tryParameters(_ text: String) throws(LabError) -> KernelCommandLine {
+        let p = Replay.cmaParameters(text)
+        guard !p.parameters.isEmpty else {
+            throw LabError(.input, "--try '\(text)': no cma=, cma_pernuma=, numa_cma= or hugetlb_cma= parameter in it", hint: "for example --try 'cma=2G'")
+        }
+        return p
     }
 
     static func printFacts(_ facts: HostFacts) {
