@@ -84,7 +84,7 @@ extension Integration {
         #expect(v.observations?.steps[0].output?.contains("via gup_test") == true)
     }
 
-    /// cma-6.12-uart has neither CONFIG_MODULES nor dma-buf heaps: the steps are skipped before booting, with
+    /// cma-6.12-uart has neither CONFIG_MODULES nor dma-buf heaps (it leaves out device.config): the steps are skipped before booting, with
     /// the reason, and the rest of the profile runs.
     @Test func anImageWithoutTheOptionsSkipsTheStepsWithTheReason() throws {
         let (v, r) = try run("""
