@@ -9,11 +9,7 @@ import LabRuntime
 extension ExplainCommand {
     func explainHost(_ log: String) throws {
         try runReportingErrors {
-            let facts = try ReplayCommand.readHost(log)
-            ReplayCommand.printFacts(facts)
-            let hostCMA = Replay.cmaParameters(facts.boot.commandLine ?? "")
-            let plan = try ReplayCommand.plan(facts, log: log, cma: hostCMA)
-            for l in plan.summary { print(l) }
+            let (facts, hostCMA, plan) = try ReplayCommand.readAndPlan(log)
             var candidates: [KernelCommandLine] = facts.boot.commandLine == nil ? [] : [hostCMA]
             for t in tries + (parameters.isEmpty ? [] : [parameters.joined(separator: " ")]) {
                 candidates.append(try ReplayCommand.tryParameters(t))

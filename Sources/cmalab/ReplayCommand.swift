@@ -53,11 +53,7 @@ struct ReplayCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let facts = try Self.readHost(log)
-            Self.printFacts(facts)
-            let cma = Replay.cmaParameters(facts.boot.commandLine ?? "")
-            let plan = try Self.plan(facts, log: log, cma: cma)
-            for l in plan.summary { print(l) }
+            let (facts, cma, plan) = try Self.readAndPlan(log)
             let alternatives = try tries.map { t throws(LabError) in try Self.tryParameters(t) }
             let lab = Lab()
             let profile = Replay.profile(name: "replay", plan: plan, cma: cma, image: kernelOptions.image)
@@ -106,6 +102,17 @@ struct ReplayCommand: ParsableCommand {
             try Self.write(result, json: json, junit: junit, html: html)
             if !result.reproduced { throw ExitCode(1) }
         }
+    }
+
+    /// The host's facts (printed), its CMA parameters and its twin's plan (printed): what `replay` and
+    /// `explain --host` both start from.
+    static func readAndPlan(_ log: String) throws(LabError) -> (HostFacts, KernelCommandLine, TwinPlan) {
+        let facts = try readHost(log)
+        printFacts(facts)
+        let cma = Replay.cmaParameters(facts.boot.commandLine ?? "")
+        let plan = try plan(facts, log: log, cma: cma)
+        for l in plan.summary { print(l) }
+        return (facts, cma, plan)
     }
 
     /// The host's facts from a log file or a capture directory (HostBundleReader.swift).
