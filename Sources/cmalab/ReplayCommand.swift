@@ -41,9 +41,6 @@ struct ReplayCommand: ParsableCommand {
     @Option(name: .long, help: "Write an HTML page: the verdicts, the tries with the oracle's predictions, and the host's and the twin's memory maps.")
     var html: String?
 
-    /// Logs larger than this are not host boot logs.
-    static let maximumLogBytes: UInt64 = 64 << 20
-
     /// The log's file name, or the capture directory's (without its trailing slash), for run directories.
     var logName: String {
         var path = Substring(log)
@@ -152,9 +149,8 @@ struct ReplayCommand: ParsableCommand {
 
     /// The map the twin's kernel printed (`user-defined physical RAM map`), from the run's console.
     static func twinMap(_ runDirectory: String) -> [MemoryRange]? {
-        let path = runDirectory + "/console.log"
-        guard let size = Files.size(path), size <= maximumLogBytes, let bytes = try? Files.readBytes(path) else { return nil }
-        let map = HostLog.read(String(decoding: bytes, as: UTF8.self)).userMap
+        guard let text = try? HostBundleReader.readText(runDirectory + "/console.log", limit: HostBundleReader.maximumLogBytes) else { return nil }
+        let map = HostLog.read(text).userMap
         return map.isEmpty ? nil : map
     }
 
