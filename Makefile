@@ -7,13 +7,16 @@ CMALAB_DEBUG := .build/debug/cmalab
 # The guest agent: fully static, built with Embedded Swift by Scripts/build-agent (--hosted: SwiftPM).
 AGENT := .build-agent/release/cmalab-agent
 # Images the integration tests boot.
-TEST_IMAGES := cma-6.12 cma-6.12-uart cma-6.12-nodmacma nocma-6.12 cma-6.1
+TEST_IMAGES := cma-6.12 cma-6.12-uart cma-6.12-nodmacma nocma-6.12 cma-6.1 cma-6.12-arm64
+# The arm64 guest agent (Scripts/build-agent --arm64).
+AGENT_ARM64 := .build-agent/arm64/cmalab-agent
 
-.PHONY: lab test setup build agent images test-images unit clean help fuzz
+.PHONY: lab lab-arm64 test setup build agent agent-arm64 images test-images unit clean help fuzz
 
 help:
 	@echo "make lab    set up this machine, build cmalab and the default kernel, run every bundled profile"
 	@echo "make test   set up this machine, build everything the tests need, run every test"
+	@echo "make lab-arm64  the same as make lab for arm64: build cma-6.12-arm64, run Profiles/arm64"
 
 ## The main job on the embedded defaults: every bundled profile on its image, and the total time it took.
 ## Debian's prebuilt nocma-6.12 (one profile) is fetched while cma-6.12 builds: the one is network, the other CPU.
@@ -26,8 +29,17 @@ lab:
 	$(CMALAB) run --json runs/results.json --junit runs/results.xml --html runs/report.html; \
 	status=$$?; echo "lab: done in $$(( $$(date +%s) - start )) s (exit $$status)"; exit $$status
 
+## The arm64 lab: the cross-built cma-6.12-arm64 image, the arm64 agent, and every profile in Profiles/arm64
+## (QEMU's `virt` board under TCG, device-tree CMA pools), with its total time.
+lab-arm64:
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory setup build agent-arm64 && \
+	$(CMALAB) image build cma-6.12-arm64 && \
+	$(CMALAB) run Profiles/arm64 --json runs/results-arm64.json --junit runs/results-arm64.xml --html runs/report-arm64.html; \
+	status=$$?; echo "lab-arm64: done in $$(( $$(date +%s) - start )) s (exit $$status)"; exit $$status
+
 ## Every test: unit tests and the integration tests that boot real kernels.
-test: setup agent test-images
+test: setup agent agent-arm64 test-images
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 	$(SWIFT) test --skip-build
 
@@ -39,6 +51,9 @@ build:
 
 agent:
 	@Scripts/build-agent
+
+agent-arm64:
+	@Scripts/build-agent --arm64
 
 test-images:
 	$(SWIFT) build --build-tests

@@ -39,12 +39,29 @@ public struct GuestMemoryMap: Equatable, Sendable {
     /// The map a guest with `memory` bytes gets from `source` (`MachineSpec.memoryMapSource`).
     public init(_ source: MemoryMapSource, memory: UInt64) {
         switch source {
-        case .e820(let machine): self.init(machine: machine, memory: memory)
+        case .e820(let machine), .deviceTree(let machine): self.init(machine: machine, memory: memory)
         }
+    }
+
+    /// Where RAM starts on QEMU's arm64 `virt` board (hw/arm/virt.c, `VIRT_MEM`).
+    public static let virtRAMBase: UInt64 = 0x4000_0000
+
+    /// The map of a `virt` guest: one RAM range from 0x40000000 (its device tree's `memory` nodes; a NUMA guest's
+    /// nodes follow each other in order). It is kept in `e820` as `usable` ranges so the oracle and the drawing
+    /// read both kinds of map the same way; nothing else in that list exists on `virt`.
+    static func virt(memory: UInt64) -> GuestMemoryMap {
+        let end = virtRAMBase + memory
+        return GuestMemoryMap(machine: .virt, memory: memory, lowRAMEnd: min(end, fourGiB), highRAMEnd: nil,
+                              e820: [MemoryRange(start: virtRAMBase, end: end - 1, type: "usable")])
+    }
+
+    init(machine: MachineType, memory: UInt64, lowRAMEnd: UInt64, highRAMEnd: UInt64?, e820: [MemoryRange]) {
+        self.machine = machine; self.memory = memory; self.lowRAMEnd = lowRAMEnd; self.highRAMEnd = highRAMEnd; self.e820 = e820
     }
 
     /// The map of a `-M pc|q35 -m <memory>` guest; `maxRAMBelow4G` is `-M pc,max-ram-below-4g=` (nil: QEMU's default).
     public init(machine: MachineType, memory: UInt64, maxRAMBelow4G: UInt64? = nil) {
+        if machine == .virt { self = .virt(memory: memory); return }
         self.machine = machine
         self.memory = memory
         var low: UInt64
@@ -53,6 +70,7 @@ public struct GuestMemoryMap: Equatable, Sendable {
         case .pc: low = memory >= 0xe000_0000 ? 0xc000_0000 : memory
         // pc_q35.c: from 2816 MiB on, 2 GiB is low; below, all of it (at most 0xb0000000).
         case .q35: low = memory >= 0xb000_0000 ? 0x8000_0000 : memory
+        case .virt: low = memory   // not reached: handled above
         }
         // pc_piix.c with max-ram-below-4g: RAM past it goes above 4 GiB (gigabyte_align still caps it at 3 GiB).
         if machine == .pc, let m = maxRAMBelow4G, m > 0, memory >= m { low = min(m, 0xc000_0000) }
@@ -138,6 +156,9 @@ public struct GuestMemoryMap: Equatable, Sendable {
 
     /// One line per range for `explain`.
     public var summary: String {
+        if machine == .virt {
+            return "virt \(ByteSize(bytes: memory)): RAM [\(hex(Self.virtRAMBase))-\(hex(Self.virtRAMBase + memory - 1))]"
+        }
         var s = "\(machine.rawValue) \(ByteSize(bytes: memory)): RAM [0-\(hex(lowRAMEnd - 1))]"
         if let high = highRAMEnd { s += " and [\(hex(Self.fourGiB))-\(hex(high - 1))]" }
         return s

@@ -53,7 +53,7 @@ public struct ImageDefinition: Sendable, Equatable {
         var def = ImageDefinition(name: name, summary: summary, file: file, source: .tree(path: ""), baseConfig: "tinyconfig", fragments: [], commandLine: cmdline)
         if let archValue = m["arch"] {
             let s = try archValue.string()
-            guard let arch = Architecture(rawValue: s) else {
+            guard let arch = Architecture.named(s) else {
                 throw archValue.error("`\(s)` is not an architecture cmalab knows; use one of: \(Architecture.knownNames)")
             }
             def.architecture = arch

@@ -39,6 +39,20 @@ public struct KernelImageInfo: Codable, Equatable, Sendable {
         return Header(info: info, payloadOffset: (setupSects + 1) * 512 + Int(u32(0x248)), payloadLength: Int(u32(0x24c)))
     }
 
+    /// Reads the header of an arm64 `Image` (Documentation/arch/arm64/booting.rst: `text_offset` at 8, `image_size`
+    /// at 16, the magic `ARM\x64` at 56) and places it as QEMU's `virt` loads it (hw/arm/boot.c,
+    /// load_aarch64_image): at the start of RAM plus `text_offset`, plus 2 MiB when that offset is below QEMU's own
+    /// boot stub. The reservation is [load, load + image_size), what arm64_memblock_init reserves (`_text` to
+    /// `_end`). Nil when the bytes are not an arm64 Image or its image_size is 0 (a pre-3.17 header).
+    public static func arm64Header(_ bytes: [UInt8], ramBase: UInt64) -> KernelImageInfo? {
+        guard bytes.count >= 64, bytes[56] == 0x41, bytes[57] == 0x52, bytes[58] == 0x4d, bytes[59] == 0x64 else { return nil }
+        func u64(_ o: Int) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[o + $1]) << (8 * UInt64($1)) } }
+        let textOffset = u64(8), imageSize = u64(16)
+        guard imageSize > 0, textOffset < 1 << 30, imageSize < 1 << 32 else { return nil }
+        let load = ramBase + (textOffset < 4096 ? textOffset + (2 << 20) : textOffset)
+        return KernelImageInfo(loadAddress: load, initSize: imageSize, initrdAddrMax: UInt64.max, imageEnd: load + imageSize)
+    }
+
     /// The end of the highest PT_LOAD segment (`p_paddr + p_memsz`) of an ELF64 vmlinux, from its first bytes
     /// (the ELF header and program headers). Nil when it is not a little-endian ELF64 file.
     public static func elfImageEnd(_ bytes: [UInt8]) -> UInt64? { ELF64(bytes)?.loadEnd }

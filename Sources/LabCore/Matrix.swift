@@ -167,7 +167,11 @@ public struct MatrixSpec: Equatable, Sendable {
 
     /// Expands the matrix into cells, in a stable order (sorted by id). `profiles` are the loaded profiles.
     /// Throws when an exclusion or override matches nothing (a typo there would silently do nothing).
-    public func cells(profiles: [Profile]) throws(InputError) -> [MatrixCell] {
+    /// `architecture` tells an image's architecture when known: an arm64 profile never pairs with an x86_64
+    /// image of `images:` (or the other way round), so one matrix can hold both kinds of profile without
+    /// excluding each cross pair by hand. Such pairs are not cells; an `include:` of one is an error.
+    public func cells(profiles: [Profile], architecture: (String) -> Architecture? = { _ in nil }) throws(InputError) -> [MatrixCell] {
+        func runs(_ p: Profile, on image: String) -> Bool { architecture(image).map { $0 == p.machine.architecture } ?? true }
         var out: [MatrixCell] = []
         var seen = Set<String>()
         func add(_ image: String, _ base: Profile, memory: ByteSize?, cmdline: String) {
@@ -185,7 +189,7 @@ public struct MatrixSpec: Equatable, Sendable {
         }
         var usedExclusions = Set<Int>()
         for image in images {
-            for p in profiles {
+            for p in profiles where runs(p, on: image) {
                 for mem in memories.map({ $0.map(Optional.some) }) ?? [nil] {
                     for c in cmdlines ?? [""] {
                         var probe = p
@@ -200,6 +204,9 @@ public struct MatrixSpec: Equatable, Sendable {
         for (image, name) in include {
             guard let p = profiles.first(where: { $0.name == name }) else {
                 throw InputError(file: file, message: "include: no profile named `\(name)` among the matrix's profiles (\(profiles.map(\.name).joined(separator: ", ")))")
+            }
+            guard runs(p, on: image) else {
+                throw InputError(file: file, message: "include: profile `\(name)` is for \(p.machine.architecture) machines, and image `\(image)` is not an \(p.machine.architecture) image")
             }
             add(image, p, memory: nil, cmdline: "")
         }

@@ -91,8 +91,13 @@ public struct Profile: Equatable, Sendable {
     public var timeout: Double
     public var expect: Expectations
     public var steps: [Step]
+    /// `device-tree:`: reserved-memory nodes added to the arm64 guest's device tree (empty: QEMU's tree as it is).
+    public var deviceTree = DeviceTree()
     /// What the kernel will silently do with this command line (from the `cma=` grammar).
     public var warnings: [String]
+
+    /// The image this profile runs on: its own, else its architecture's default (`cma-6.12`, `cma-6.12-arm64`).
+    public var imageName: String { image ?? machine.architecture.defaultImage }
 
     /// The parsed `cma=` request (the last one wins, as in the kernel).
     public var cmaRequest: CMARequest? {
@@ -126,7 +131,7 @@ public struct Profile: Equatable, Sendable {
         steps.indices.filter { steps[$0].usesCMADebugfs }
     }
 
-    static let topKeys = ["name", "description", "image", "machine", "cmdline", "timeout", "expect", "steps"]
+    static let topKeys = ["name", "description", "image", "machine", "device-tree", "cmdline", "timeout", "expect", "steps"]
 
     public static func parse(_ text: String, file: String) throws(InputError) -> Profile {
         let root = try YAMLValue.parse(text, file: file)
@@ -155,16 +160,34 @@ public struct Profile: Equatable, Sendable {
                 profile.warnings += parsed.warnings + parsed.versionNotes
             }
         }
+        if let d = m["device-tree"] {
+            profile.deviceTree = try DeviceTree.parse(d)
+            guard profile.machine.type == .virt else {
+                throw d.error("`device-tree:` is for arm64 guests, whose memory comes from a device tree; add `machine: {arch: arm64}`")
+            }
+        }
         if let e = m["expect"] { profile.expect = try parseExpectations(e) }
         if let s = m["steps"] { profile.steps = try s.sequence().map { v throws(InputError) in try Step.parse(v) } }
         return profile
     }
 
     static func parseMachine(_ v: YAMLValue) throws(InputError) -> MachineSpec {
-        let m = try v.mapping(allowed: ["memory", "cpus", "type", "numa", "cpu"])
+        let m = try v.mapping(allowed: ["arch", "memory", "cpus", "type", "numa", "cpu"])
         var spec = MachineSpec(memory: try m["memory"]?.size() ?? .gib(4))
+        if let a = m["arch"] {
+            let name = try a.string()
+            guard let arch = Architecture.named(name) else {
+                throw a.error("`\(name)` is not an architecture cmalab knows; use one of: \(Architecture.knownNames)")
+            }
+            spec.architecture = arch
+            spec.type = arch.defaultMachineType
+        }
         if let cpus = m["cpus"] { spec.cpus = try cpus.int(in: 1...64) }
-        if let t = m["type"] { spec.type = try t.oneOf(MachineType.self) }
+        if let t = m["type"] {
+            spec.type = try t.oneOf(MachineType.self)
+            // `type: virt` alone says arm64.
+            if m["arch"] == nil { spec.architecture = spec.type.architecture }
+        }
         if let cpu = m["cpu"] { spec.cpuModel = try cpu.string() }
         if let numa = m["numa"] {
             spec.numaNodes = try numa.sequence().map { n throws(InputError) in try n.size() }

@@ -1,7 +1,13 @@
 /// Planning a QEMU invocation: a pure function from what the lab wants to the exact argv.
 
 public enum MachineType: String, Sendable, CaseIterable, Codable {
+    /// x86_64: i440FX and Q35 with SeaBIOS.
     case pc, q35
+    /// arm64: QEMU's generic `virt` board (RAM from 0x40000000, a device tree, PL011, PSCI).
+    case virt
+
+    /// The architecture this machine type belongs to.
+    public var architecture: Architecture { self == .virt ? .arm64 : .x86_64 }
 }
 
 public enum Accelerator: String, Sendable, CaseIterable, Codable {
@@ -138,6 +144,12 @@ public struct QEMUPlan: Equatable, Sendable {
         self.machine = machine; self.kernel = kernel; self.initrd = initrd; self.commandLine = commandLine
     }
 
+    /// The device tree blob the guest boots with (`-dtb`): QEMU's own for the machine plus the profile's
+    /// `device-tree:` nodes (DeviceTree.swift). Nil lets QEMU build the tree itself.
+    public var deviceTreeBlob: String?
+    /// The profile's nodes that went into `deviceTreeBlob`, for the oracle (which never reads the blob).
+    public var deviceTree = DeviceTree()
+
     /// The user's command line plus what the lab needs: the console (ttyS0 on x86_64), panic=-1 so a panic ends
     /// QEMU at once (with -no-reboot), the agent transport hint, and on `pc` `pci=noacpi`. A user's own
     /// value always wins.
@@ -167,8 +179,34 @@ public struct QEMUPlan: Equatable, Sendable {
         var a: [String] = [binary]
         if let name { a += ["-name", name] }
         a += ["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
+        a += machineArguments()
+        if let dtb = deviceTreeBlob { a += ["-dtb", dtb] }
+        a += ["-kernel", kernel]
+        if let initrd { a += ["-initrd", initrd] }
+        if machine.type == .virt { a += ["-nic", "none"] }
+        a += ["-append", effectiveCommandLine.description]
+        // The console is QEMU's stdio: the lab reads it from a pipe, reproduce.sh shows it on the terminal.
+        a += ["-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console"]
+        if let agentSocket {
+            a += ["-chardev", "socket,id=agent,path=\(agentSocket),server=on,wait=off"]
+            switch agentTransport {
+            case .virtio:
+                a += ["-device", "virtio-serial-pci,id=vser0"]
+                a += ["-device", "virtserialport,bus=vser0.0,chardev=agent,name=org.cmalab.agent.0"]
+            case .uart:
+                a += ["-serial", "chardev:agent"]
+            }
+        }
+        a += extraArguments
+        return a
+    }
+
+    /// `-machine`, `-cpu`, `-smp`, `-m` and the memory backends and NUMA nodes: everything that decides the
+    /// guest's memory and CPUs, and so the device tree QEMU builds (`dumpDeviceTreeArguments` asks the same).
+    public func machineArguments() -> [String] {
+        var a: [String] = []
         a += ["-machine", "\(machine.type.rawValue),accel=\(accelerator.rawValue)" + (machine.lowMemory.map { ",max-ram-below-4g=\($0.bytes)" } ?? "")]
-        if let cpu = machine.cpuModel { a += ["-cpu", cpu] }
+        if let cpu = machine.cpuModel ?? machine.architecture.defaultCPU { a += ["-cpu", cpu] }
         a += ["-smp", "\(machine.cpus)"]
         a += ["-m", "\(machine.memory.mebibytes)M"]
         if machine.numaNodes.isEmpty {
@@ -189,26 +227,22 @@ public struct QEMUPlan: Equatable, Sendable {
                 a += ["-numa", node]
             }
         }
-        a += ["-kernel", kernel]
-        if let initrd { a += ["-initrd", initrd] }
-        a += ["-append", effectiveCommandLine.description]
-        // The console is QEMU's stdio: the lab reads it from a pipe, reproduce.sh shows it on the terminal.
-        a += ["-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console"]
-        if let agentSocket {
-            a += ["-chardev", "socket,id=agent,path=\(agentSocket),server=on,wait=off"]
-            switch agentTransport {
-            case .virtio:
-                a += ["-device", "virtio-serial-pci,id=vser0"]
-                a += ["-device", "virtserialport,bus=vser0.0,chardev=agent,name=org.cmalab.agent.0"]
-            case .uart:
-                a += ["-serial", "chardev:agent"]
-            }
-        }
-        a += extraArguments
+        return a
+    }
+
+    /// The argv that makes QEMU write the device tree it would give this machine to `path` and exit
+    /// (`-machine virt,dumpdtb=PATH`), for DeviceTree.swift to add the profile's nodes to.
+    public func dumpDeviceTreeArguments(to path: String) -> [String] {
+        var a = [binary, "-nodefaults", "-no-user-config", "-display", "none"]
+        a += machineArguments()
+        a += ["-machine", "dumpdtb=\(path)"]
         return a
     }
 
     public func validate() throws(PlanError) {
+        guard machine.architecture.machineTypes.contains(machine.type) else {
+            throw PlanError("machine type \(machine.type.rawValue) is not an \(machine.architecture) machine; use one of: \(machine.architecture.machineTypes.map(\.rawValue).joined(separator: ", "))")
+        }
         guard machine.cpus >= 1, machine.cpus <= 64 else { throw PlanError("cpus must be between 1 and 64, got \(machine.cpus)") }
         guard machine.memory >= .mib(128) else { throw PlanError("memory must be at least 128M, got \(machine.memory)") }
         guard machine.memory.bytes % (1 << 20) == 0 else { throw PlanError("memory must be a whole number of MiB, got \(machine.memory)") }

@@ -192,6 +192,8 @@ public final class ChildProcess: @unchecked Sendable {
             "dpkg-deb": "dpkg", "apt-get": "apt", "setpriv": "util-linux",
         ]
         for arch in Architecture.allCases { packages[arch.qemuBinary] = arch.qemuPackage }
+        for arch in Architecture.allCases { packages[arch.compiler.binary] = arch.compiler.package }
+        packages["dtc"] = "device-tree-compiler"
         if let pkg = packages[tool] { return "install it with `apt-get install \(pkg)` (or run `make setup`)" }
         return "install \(tool) and make sure it is in PATH"
     }

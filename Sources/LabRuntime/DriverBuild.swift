@@ -52,7 +52,7 @@ extension KernelStore {
         if Files.exists(module) { return module }
         let started = Date()
         progress.begin("building the DMA test driver for \(kernel.name)")
-        let make = ["make", "-C", tree] + Self.makeVariables(ccache: ChildProcess.findExecutable("ccache") != nil)
+        let make = ["make", "-C", tree] + Self.makeVariables(ccache: ChildProcess.findExecutable("ccache") != nil, architecture: kernel.architecture)
         if !Files.exists(tree + "/Module.symvers") {
             // The kernel build made bzImage only; modpost writes the symbol list external modules link against.
             progress.update("make modules in \(Path.basename(tree)) (Module.symvers)")

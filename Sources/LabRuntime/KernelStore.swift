@@ -175,7 +175,7 @@ public final class KernelStore: @unchecked Sendable {
             h.update("fragment:\(Path.basename(f))\n")
             h.update(try Files.readBytes(f))
         }
-        h.update("compiler:\(try compilerIdentity())\n")
+        h.update("compiler:\(try compilerIdentity(image.architecture))\n")
         return h.finalize().hexString
     }
 
@@ -191,10 +191,11 @@ public final class KernelStore: @unchecked Sendable {
     /// The first line of `gcc --version`, part of every recipe key. Running gcc on each cache lookup costs a
     /// fork and exec, so the answer is kept in `<cache>/kernels/compiler`, keyed by the resolved gcc binary's
     /// path and `Files.identity` (a new compiler is a new file).
-    func compilerIdentity() throws(LabError) -> String {
-        let stampFile = kernelsDir + "/compiler"
+    func compilerIdentity(_ architecture: Architecture = .default) throws(LabError) -> String {
+        let compiler = architecture.compiler.binary
+        let stampFile = kernelsDir + "/compiler" + (architecture == .default ? "" : "-\(architecture)")
         var stamp: String?
-        if let gcc = ChildProcess.findExecutable("gcc"), let real = realpath(gcc, nil) {
+        if let gcc = ChildProcess.findExecutable(compiler), let real = realpath(gcc, nil) {
             let path = String(cString: real)
             free(real)
             stamp = Files.identity(path).map { "\(path) \($0)" }
@@ -203,7 +204,7 @@ public final class KernelStore: @unchecked Sendable {
             let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
             if lines.count >= 2, lines[0] == stamp, !lines[1].isEmpty { return String(lines[1]) }
         }
-        let out = try runCapturing(["gcc", "--version"])
+        let out = try runCapturing([compiler, "--version"])
         let identity = String(out.split(separator: "\n").first ?? "unknown")
         if let stamp { try? Files.write(stamp + "\n" + identity + "\n", to: stampFile) }
         return identity
@@ -212,7 +213,7 @@ public final class KernelStore: @unchecked Sendable {
     // MARK: - Building
 
     private func build(_ image: ImageDefinition, recipe: String) throws(LabError) -> BuiltKernel {
-        for tool in ["make", "gcc", "flex", "bison", "bc", "perl"] where ChildProcess.findExecutable(tool) == nil {
+        for tool in ["make", "gcc", image.architecture.compiler.binary, "flex", "bison", "bc", "perl"] where ChildProcess.findExecutable(tool) == nil {
             throw LabError(.missingTool, "building kernels needs \(tool), which is not installed", hint: ChildProcess.installHint(for: tool))
         }
         let started = Date()
@@ -240,7 +241,7 @@ public final class KernelStore: @unchecked Sendable {
         let log = out + "/build.log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let useCcache = ChildProcess.findExecutable("ccache") != nil
-        let make = ["make", "-C", source, "O=\(out)"] + Self.makeVariables(ccache: useCcache)
+        let make = ["make", "-C", source, "O=\(out)"] + Self.makeVariables(ccache: useCcache, architecture: image.architecture)
 
         try runLogged(make + [image.baseConfig], log: log, step: "make \(image.baseConfig)")
         if !image.fragments.isEmpty {
@@ -261,7 +262,7 @@ public final class KernelStore: @unchecked Sendable {
                            + dropped.map { "  - \($0)" }.joined(separator: "\n"),
                            hint: "enable what those options depend on in a fragment, or remove them (see `make menuconfig` help for each symbol)")
         }
-        let key = SHA256.hex(sourceID + "\n" + finalConfigText + "\n" + (try compilerIdentity()))
+        let key = SHA256.hex(sourceID + "\n" + finalConfigText + "\n" + (try compilerIdentity(image.architecture)))
         // A different recipe can end at the same final config: reuse that kernel.
         if let existing = try? loadCached(image, key: key) {
             try Files.write(key + "\n", to: indexPath(recipe))
@@ -279,8 +280,9 @@ public final class KernelStore: @unchecked Sendable {
 
     /// The make variables of every make in a build tree (the kernel's, and the DMA test driver's in
     /// DriverBuild.swift): the same values each time, or Kbuild would rebuild what they reach.
-    static func makeVariables(ccache: Bool) -> [String] {
-        ["KBUILD_BUILD_USER=cmalab", "KBUILD_BUILD_HOST=cmalab", "KBUILD_BUILD_TIMESTAMP=cmalab"] + (ccache ? ["CC=ccache gcc"] : [])
+    static func makeVariables(ccache: Bool, architecture: Architecture = .default) -> [String] {
+        ["KBUILD_BUILD_USER=cmalab", "KBUILD_BUILD_HOST=cmalab", "KBUILD_BUILD_TIMESTAMP=cmalab"] + architecture.makeVariables
+            + (ccache ? ["CC=ccache \(architecture.compiler.binary)"] : [])
     }
 
     /// Unpacks /usr/src/<pkg>.tar.xz once into the cache (atomically, under a lock).

@@ -14,6 +14,8 @@ public struct BootRequest: Sendable {
     public var transport: AgentTransport?
     /// What runs the guest: cmalab's own QEMU (default) or a libvirt daemon.
     public var backend: Backend = .qemu
+    /// Reserved-memory nodes for the guest's device tree (a profile's `device-tree:`); empty keeps QEMU's tree.
+    public var deviceTree: DeviceTree?
     public var runName: String
     /// Echo each console line (to the terminal).
     public var onConsoleLine: (@Sendable (String) -> Void)?
@@ -134,12 +136,28 @@ public final class Lab: @unchecked Sendable {
         let run = try RunDirectory(root: paths.runs, name: request.runName)
         var plan = QEMUPlan(machine: request.machine, kernel: kernel.kernel, initrd: initrd,
                             commandLine: kernel.commandLine.appending(request.commandLine))
-        plan.machine.architecture = kernel.architecture
+        if plan.machine.architecture != kernel.architecture {
+            // A command that names only an image (`cmalab boot --image cma-6.12-arm64`) gets that image's machine.
+            guard plan.machine.architecture == .default, plan.machine.type == Architecture.default.defaultMachineType else {
+                throw LabError(.input, "\(kernel.name) is an \(kernel.architecture) kernel, but the machine asked for is \(plan.machine.architecture) (`\(plan.machine.type.rawValue)`)",
+                               hint: "use an \(plan.machine.architecture) image, or a machine of type \(kernel.architecture.defaultMachineType.rawValue)")
+            }
+            plan.machine.architecture = kernel.architecture
+            plan.machine.type = kernel.architecture.defaultMachineType
+        }
+        if let dt = request.deviceTree, !dt.isEmpty {
+            guard plan.machine.type == .virt else {
+                throw LabError(.input, "`device-tree:` needs a device-tree machine (arm64 `virt`), not `\(plan.machine.type.rawValue)`",
+                               hint: "add `machine: {arch: arm64}` to the profile")
+            }
+            plan.deviceTreeBlob = try DeviceTreeBuild(progress: progress).compile(dt, plan: plan, run: run)
+            plan.deviceTree = dt
+        }
         plan.accelerator = accel
         plan.name = Path.basename(run.path)
         if request.initScript == nil {
             plan.agentSocket = run.socket("agent.sock")
-            plan.agentTransport = request.transport ?? Self.transport(for: config)
+            plan.agentTransport = request.transport ?? Self.transport(for: config, architecture: kernel.architecture)
         }
         if let qemu = ProcessInfo.processInfo.environment["CMALAB_QEMU"], !qemu.isEmpty { plan.binary = qemu }
         let machine = try launcher.launch(plan: plan, run: run, backend: request.backend)
@@ -155,8 +173,8 @@ public final class Lab: @unchecked Sendable {
     }
 
     /// virtio-serial when the kernel has it built in, else the second UART.
-    public static func transport(for config: KernelConfig?) -> AgentTransport {
-        guard let config else { return .virtio }
+    public static func transport(for config: KernelConfig?, architecture: Architecture = .default) -> AgentTransport {
+        guard let config, architecture.agentUARTDevice != nil else { return .virtio }
         return config.effectiveValue("VIRTIO_CONSOLE") == "y" && config.effectiveValue("VIRTIO_PCI") == "y" ? .virtio : .uart
     }
 }

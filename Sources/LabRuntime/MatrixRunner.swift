@@ -8,7 +8,8 @@ public enum MatrixLoader {
         let spec = try YAMLDefinitions.parse(file, with: MatrixSpec.parse)
         let dir = Path.directory(of: file)
         let profiles = try ProfileLoader.load(spec.profilePaths.map { Path.resolve($0, relativeTo: dir) }, defaultDirectory: dir)
-        do { return (spec, try spec.cells(profiles: profiles)) } catch {
+        let catalog = try? ImageCatalog(directory: LabPaths.discover().imagesDirectory)
+        do { return (spec, try spec.cells(profiles: profiles, architecture: { try? catalog?.resolve($0).architecture })) } catch {
             throw LabError(.input, error.description)
         }
     }

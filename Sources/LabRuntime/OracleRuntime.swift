@@ -13,6 +13,7 @@ public enum OracleRuntime {
     /// `_end` costs a decompressor run (~30 ms); for a kernel in the cache it is kept in `<key>/image-end` (the key names
     /// the content, so it never goes stale; an empty file records "no `_end`").
     public static func kernelImage(_ kernel: BuiltKernel) -> KernelImageInfo? {
+        if kernel.architecture == .arm64 { return arm64Image(kernel.kernel) }
         let bzImage = kernel.kernel
         if let cached = imageCache.withLock({ $0[bzImage] }) { return cached }
         guard var info = bootHeader(bzImage) else { return nil }
@@ -33,6 +34,14 @@ public enum OracleRuntime {
         guard var info = bootHeader(bzImage) else { return nil }
         info.imageEnd = vmlinuxEnd(bzImage)
         return info
+    }
+
+    /// An arm64 Image's header, placed where QEMU's `virt` loads it.
+    static func arm64Image(_ path: String) -> KernelImageInfo? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        guard let head = try? handle.read(upToCount: 64) else { return nil }
+        return KernelImageInfo.arm64Header([UInt8](head), ramBase: GuestMemoryMap.virtRAMBase)
     }
 
     /// The boot protocol header (the first 4 KiB are plenty).
@@ -79,8 +88,10 @@ public enum OracleRuntime {
         guard let version = version(kernel, release: release) else { return nil }
         let config = kernel.configPath.isEmpty ? nil : try? kernel.config()
         let initrdSize = plan.initrd.flatMap { (try? FileManager.default.attributesOfItem(atPath: $0))?[.size] as? NSNumber }?.uint64Value
-        return OracleInput(version: version, config: config, machine: plan.machine, commandLine: plan.effectiveCommandLine,
-                           initrdSize: initrdSize, kernelImage: kernelImage(kernel))
+        var input = OracleInput(version: version, config: config, machine: plan.machine, commandLine: plan.effectiveCommandLine,
+                                initrdSize: initrdSize, kernelImage: kernelImage(kernel))
+        input.deviceTree = plan.deviceTree
+        return input
     }
 
     /// The prediction for a run and whether the run agreed with it; nil when the kernel version is unknown or the

@@ -26,13 +26,16 @@ public final class ProfileRunner: @unchecked Sendable {
 
     public func run(_ profile: Profile, image override: String? = nil) -> Verdict {
         let started = Date()
-        let imageName = override ?? profile.image ?? ImageCatalog.defaultImage
+        let imageName = override ?? profile.imageName
         func errorVerdict(_ message: String, code: LabError.Code) -> Verdict {
             Verdict(profile: profile.name, image: imageName, kind: .error, checks: [], error: message, errorCode: code.rawValue,
                     seconds: Date().timeIntervalSince(started))
         }
         let kernel: BuiltKernel
         do { kernel = try lab.kernel(image: imageName) } catch { return errorVerdict("image \(imageName): \(error.message)", code: error.code) }
+        guard kernel.architecture == profile.machine.architecture else {
+            return errorVerdict("preflight: image \(imageName) is an \(kernel.architecture) kernel but the profile's machine is \(profile.machine.architecture) (`\(profile.machine.type.rawValue)`); give the profile `machine: {arch: \(kernel.architecture)}` or run it on an \(profile.machine.architecture) image such as \(profile.machine.architecture.defaultImage); nothing was booted", code: .preflight)
+        }
         let config = kernel.configPath.isEmpty ? nil : try? kernel.config()
         var skipped: [SkippedStep] = []
         if let config {
@@ -58,6 +61,7 @@ public final class ProfileRunner: @unchecked Sendable {
         var request = BootRequest(machine: profile.machine, commandLine: profile.commandLine, runName: runName ?? "\(profile.name)-\(imageName)")
         request.accel = accel
         request.backend = backend
+        request.deviceTree = profile.deviceTree
         request.onConsoleLine = onConsoleLine
         let session: BootSession
         do { session = try lab.start(kernel, request, launcher: launcher) } catch { return errorVerdict(error.message, code: error.code) }

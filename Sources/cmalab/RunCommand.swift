@@ -43,7 +43,7 @@ struct RunCommand: ParsableCommand {
             if console { runner.onConsoleLine = { FileHandle.standardError.write(Data(("  | " + $0 + "\n").utf8)) } }
             let started = Date()
             var verdicts: [Verdict] = []
-            let cells = list.flatMap { p in (image.isEmpty ? [p.image ?? ImageCatalog.defaultImage] : image).map { (p, $0) } }
+            let cells = list.flatMap { p in (image.isEmpty ? [p.imageName] : image).map { (p, $0) } }
             for (i, (profile, img)) in cells.enumerated() {
                 printErr("[\(i + 1)/\(cells.count)] \(profile.name) on \(img) ...")
                 let v = runner.run(profile, image: img)
@@ -77,7 +77,7 @@ struct ValidateCommand: ParsableCommand {
             let list = try ProfileLoader.load(profiles, defaultDirectory: lab.paths.profilesDirectory)
             let catalog = try lab.catalog()
             for p in list {
-                let image = p.image ?? ImageCatalog.defaultImage
+                let image = p.imageName
                 _ = try catalog.resolve(image)
                 var line = "ok \(p.file): \(p.name) on \(image), \(p.machine.memory) \(p.machine.type.rawValue), cmdline `\(p.commandLine)`, \(p.steps.count) step(s)"
                 if let cma = p.cmaRequest { line += "; cma=\(cma.description)\(cma.isFixed ? " (fixed)" : "")" }

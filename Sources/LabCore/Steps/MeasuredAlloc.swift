@@ -20,16 +20,18 @@ public struct MeasuredAlloc: Equatable, Sendable {
     }
 }
 
-/// `area:` of an alloc or free step: a CMA area name as debugfs shows it, only letters, digits, `.`, `_` and `-`
-/// (it becomes a path and part of a guest command). Absent: `reserved`.
+/// `area:` of an alloc or free step: a CMA area name as debugfs shows it, only letters, digits, `.`, `_`, `-`, and
+/// the `,` and `@` of device-tree pool names (`linux,cma`, `pool@c0000000`); it becomes a path and part of a
+/// guest command (single-quoted). Absent: `reserved`.
 func parseArea(_ v: YAMLValue?) throws(InputError) -> String {
     guard let v else { return "reserved" }
     let name = try v.string()
     let allowed = name.utf8.allSatisfy { c in
         (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2d
+            || c == 0x2c || c == 0x40
     }
     guard allowed, !name.isEmpty, name != ".", name != ".." else {
-        throw v.error("area names a CMA area as /sys/kernel/debug/cma/ lists it: only [A-Za-z0-9._-] (not empty, not . or ..); write the area's name, e.g. `reserved`")
+        throw v.error("area names a CMA area as /sys/kernel/debug/cma/ lists it: only [A-Za-z0-9._,@-] (not empty, not . or ..); write the area's name, e.g. `reserved`")
     }
     return name
 }
