@@ -7,7 +7,7 @@ public enum Evaluate {
         if o.configCMA == false { return .notSupported }
         if let boot = o.meminfo.first, boot.cmaTotalKiB == nil { return .notSupported }
         if !o.boot.reserved.isEmpty || (o.meminfo.first?.cmaTotalKiB ?? 0) > 0 { return .reserved }
-        if !o.boot.failedMiB.isEmpty || !o.boot.failureReasons.isEmpty { return .failed }
+        if !o.boot.failedMiB.isEmpty || !o.boot.failureReasons.isEmpty || !o.boot.deviceTree.failures.isEmpty { return .failed }
         if o.ending == .poweredOff || !o.meminfo.isEmpty { return Outcome.none }
         return nil
     }

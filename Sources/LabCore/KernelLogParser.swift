@@ -13,6 +13,7 @@
 ///   `Unknown command line parameters: cma=64M foo=bar` (≈5.14)
 /// * `Kernel command line: ...` (falls back to the earlier x86 `Command line: ...`)
 /// * `Linux version 6.12.117 (...) ...`
+/// * arm64's device-tree reserved-memory lines and memory-node ranges: DeviceTreeLog.swift
 ///
 /// The 6.12 pernuma/numa/hugetlb failure warnings have no trailing newline, so the next message can be glued onto
 /// the same line (`... node 0cma: Reserved ...`). Such lines are kept whole in `cmaLines`, but a `cma: ` message
@@ -61,6 +62,8 @@ public enum KernelLogParser {
                 if facts.ramdisk == nil { facts.ramdisk = memRange(text.dropFirst("RAMDISK: ".count)) }
             } else if text.hasPrefix("Unknown kernel command line parameters \"") || text.hasPrefix("Unknown command line parameters:") {
                 facts.unknownParameters += unknownParameters(text)
+            } else if recordDeviceTree(text, into: &facts) {
+                // An arm64 device-tree line (DeviceTreeLog.swift).
             }
             if text.contains("cma: ") {
                 for message in cmaMessages(in: text) { record(message, into: &facts) }

@@ -51,13 +51,15 @@ public struct BootLogFacts: Codable, Equatable, Sendable {
     /// The NUMA nodes' memory from the ACPI SRAT (`ACPI: SRAT: Node 1 PXM 1 [mem 0x...-0x...]`), in order; empty
     /// on a guest without NUMA (or a kernel without ACPI NUMA).
     public var nodeMemory: [NodeMemoryRange] = []
+    /// An arm64 boot's device-tree reserved-memory lines (DeviceTreeLog.swift); empty on x86.
+    public var deviceTree = DeviceTreeBootFacts()
 
     public init() {}
 
     // Files written before `e820` and `ramdisk` existed still decode: keys added later may be absent.
     enum CodingKeys: String, CodingKey {
         case e820, ramdisk, reserved, failedMiB, failureReasons, memoryCmaReservedKiB, memoryLine, unknownParameters, commandLine, kernelRelease, cmaLines
-        case nodeMemory
+        case nodeMemory, deviceTree
     }
 
     public init(from decoder: any Decoder) throws {
@@ -74,6 +76,25 @@ public struct BootLogFacts: Codable, Equatable, Sendable {
         kernelRelease = try c.decodeIfPresent(String.self, forKey: .kernelRelease)
         cmaLines = try c.decode([String].self, forKey: .cmaLines)
         nodeMemory = try c.decodeIfPresent([NodeMemoryRange].self, forKey: .nodeMemory) ?? []
+        deviceTree = try c.decodeIfPresent(DeviceTreeBootFacts.self, forKey: .deviceTree) ?? DeviceTreeBootFacts()
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(e820, forKey: .e820)
+        try c.encodeIfPresent(ramdisk, forKey: .ramdisk)
+        try c.encode(reserved, forKey: .reserved)
+        try c.encode(failedMiB, forKey: .failedMiB)
+        try c.encode(failureReasons, forKey: .failureReasons)
+        try c.encodeIfPresent(memoryCmaReservedKiB, forKey: .memoryCmaReservedKiB)
+        try c.encodeIfPresent(memoryLine, forKey: .memoryLine)
+        try c.encode(unknownParameters, forKey: .unknownParameters)
+        try c.encodeIfPresent(commandLine, forKey: .commandLine)
+        try c.encodeIfPresent(kernelRelease, forKey: .kernelRelease)
+        try c.encode(cmaLines, forKey: .cmaLines)
+        try c.encode(nodeMemory, forKey: .nodeMemory)
+        // Absent on x86, so an x86 result file stays as it was.
+        if !deviceTree.isEmpty { try c.encode(deviceTree, forKey: .deviceTree) }
     }
 
     /// The node whose SRAT memory holds this physical address, if the guest has NUMA nodes.

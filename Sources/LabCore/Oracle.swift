@@ -19,6 +19,8 @@ public struct OracleInput: Sendable {
     public var kernelImage: KernelImageInfo?
     /// Memory already taken by earlier CMA areas (the per-node ones, reserved before the global area).
     public var extraReserved: [AddressRange] = []
+    /// The reserved-memory nodes added to an arm64 guest's device tree (OracleArm64.swift).
+    public var deviceTree = DeviceTree()
 
     public init(version: KernelVersion, config: KernelConfig?, machine: MachineSpec, commandLine: KernelCommandLine,
                 initrdSize: UInt64?, kernelImage: KernelImageInfo? = nil) {
@@ -101,6 +103,9 @@ public struct CMAPrediction: Codable, Equatable, Sendable {
     public var nodeAreas: [PredictedArea]?
     /// Whether the DMA API takes from the global area (CONFIG_DMA_CMA); nil in predictions older than the field.
     public var dmaCMA: Bool?
+    /// The CMA pools an arm64 guest's device tree makes (`Reserved memory: created CMA memory pool`), in the
+    /// order the kernel prints them; absent on x86 (OracleArm64.swift).
+    public var deviceTreePools: [PredictedArea]?
     /// The per-node areas predicted to fail (`name` and the MiB of `Failed to reserve N MiB on node N`).
     public var nodeFailures: [PredictedArea]?
 
@@ -108,7 +113,8 @@ public struct CMAPrediction: Codable, Equatable, Sendable {
     public var summary: String {
         switch outcome {
         case .reserved, .kernelCrash:
-            guard let a = area else { return outcome.rawValue }
+            let pools = (deviceTreePools ?? []).map { "\($0.name) \($0.sizeMiB) MiB at \(hex($0.baseMin))" }
+            guard let a = area else { return pools.isEmpty ? outcome.rawValue : "device-tree pool(s): " + pools.joined(separator: ", ") }
             let base = a.exact ? hex(a.baseMin) : "a base in [\(hex(a.baseMin)), \(hex(a.baseMax))]"
             let node = a.node.map { ", node \($0)" } ?? ""
             let s = "reserved \(a.sizeMiB) MiB at \(base) (area `\(a.name)`\(node))"

@@ -19,6 +19,7 @@ extension Oracle {
         if observed != wanted { diffs.append("outcome: predicted \(wanted.rawValue), observed \(observed?.rawValue ?? "unknown (\(o.ending.rawValue))")") }
         diffs += compareNodeAreas(p, with: o)
         diffs += compareDevices(p, with: o)
+        diffs += compareDeviceTree(p, with: o)
         if let a = p.area, let r = o.boot.reserved[safe: globalLineIndex(p)] {
             if r.sizeMiB != a.sizeMiB { diffs.append("size: predicted \(a.sizeMiB) MiB, observed \(r.sizeMiB) MiB") }
             if r.base < a.baseMin || r.base > a.baseMax {

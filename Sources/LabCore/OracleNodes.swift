@@ -9,6 +9,7 @@
 /// Measured on 6.12 (Tests/LabCoreTests/Fixtures/oracle-cases.tsv, the `numa` and `hugetlb` rows).
 extension Oracle {
     public static func predict(_ input: OracleInput) -> CMAPrediction {
+        if input.machine.architecture == .arm64 { return predictArm64(input) }
         var p = predictGlobal(input)
         let v = input.version, config = input.config
         guard config?.isEnabled("CMA") ?? true else { return p }
