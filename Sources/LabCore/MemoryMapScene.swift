@@ -108,8 +108,9 @@ public struct MemoryMapScene: Equatable, Sendable {
             if kaslr {
                 scene.notes.append("The kernel image is not drawn: this kernel has CONFIG_RANDOMIZE_BASE=y (KASLR), so its physical address is random.")
             } else {
-                let configured = kernelConfig?["PHYSICAL_START"].flatMap { try? ByteSize.parse($0).bytes }
-                let start = configured ?? kernelLoadAddress
+                let arm64 = o.machineSpec?.architecture == .arm64
+                let configured = arm64 ? nil : kernelConfig?["PHYSICAL_START"].flatMap { try? ByteSize.parse($0).bytes }
+                let start = configured ?? (arm64 ? arm64KernelLoadAddress : kernelLoadAddress)
                 if let bytes = scaled(sizes, by: 1 << 10), let end = end(of: start, length: bytes) {
                     scene.marks.append(Mark(start: start, end: end, kind: .kernel, name: "kernel",
                                             detail: "≈\(MemoryMapSVG.size(bytes)) at \(hex(start))", approximate: true))
@@ -118,6 +119,7 @@ public struct MemoryMapScene: Equatable, Sendable {
                 }
                 scene.notes.append(configured != nil
                     ? "The kernel image is drawn at CONFIG_PHYSICAL_START (\(hex(start))) from the kernel config, \(sizeNote)."
+                    : arm64 ? "The kernel image is drawn where QEMU's virt loads an arm64 Image (\(hex(start)), RAM + 2 MiB), \(sizeNote)."
                     : "The kernel image is drawn at \(hex(start)) (16 MiB, the x86_64 default load address, assuming KASLR is off), \(sizeNote).")
             }
         }
@@ -143,7 +145,10 @@ public struct MemoryMapScene: Equatable, Sendable {
                                      label: "predicted: \(MemoryMapSVG.size(p.size)) at \(hex(p.start))" + (p.type.isEmpty ? "" : " (\(p.type))"))
             maxEnd = max(maxEnd, exclusiveEnd(p.end))
         }
-        if boot.e820.isEmpty {
+        if boot.e820.isEmpty, boot.deviceTree.model != nil, !boot.nodeMemory.isEmpty {
+            scene.regions = regions(fromMemoryNodes: boot.nodeMemory, reserved: boot.deviceTree.regions, upTo: maxEnd)
+            scene.notes.append("A device-tree machine (\(boot.deviceTree.model!)): RAM is the kernel's memory node ranges; the device tree's no-map and reserved regions are cut out of it.")
+        } else if boot.e820.isEmpty {
             let memory = o.machineSpec?.memory.bytes ?? 0
             let top = roundUp(max(maxEnd, memory, 1 << 20), to: 1 << 30)
             scene.regions = [Region(start: 0, end: top, kind: .unknown, label: "unknown")]
@@ -155,7 +160,7 @@ public struct MemoryMapScene: Equatable, Sendable {
         if let r = scene.requested, r.end == UInt64.max { scene.requested?.end = scene.regions.last?.end ?? r.start }
 
         // CMA areas that are not wholly inside usable RAM.
-        if !boot.e820.isEmpty {
+        if !boot.e820.isEmpty || scene.regions.contains(where: { $0.kind == .usable }) {
             let usable = scene.regions.filter { $0.kind == .usable }
             for i in scene.marks.indices where scene.marks[i].kind == .cma {
                 if !covered(scene.marks[i].start, scene.marks[i].end, by: usable) {
