@@ -32,7 +32,7 @@ struct GuestOptions: ParsableArguments {
     @Option(name: .long, help: "Guest memory (for example 4G, 512M). Larger than the host is fine: RAM is backed on touch.")
     var memory: ByteSize = .gib(4)
 
-    @Option(name: .long, help: "QEMU machine type: pc or q35.")
+    @Option(name: .long, help: "QEMU machine type: pc or q35 (x86_64), virt (arm64). An arm64 image (cma-6.12-arm64) boots virt without being told.")
     var machine: MachineType = .pc
 }
 
