@@ -28,6 +28,14 @@
 
 #include "cmalab_dma.h"
 
+/* The physical address of a CPU address the DMA API returned: linear-map or vmalloc-space (remapped). */
+static phys_addr_t cmalab_phys(void *cpu_addr)
+{
+	if (is_vmalloc_addr(cpu_addr))
+		return page_to_phys(vmalloc_to_page(cpu_addr)) + offset_in_page(cpu_addr);
+	return virt_to_phys(cpu_addr);
+}
+
 struct cmalab_allocation {
 	struct list_head node;
 	u32 id;
@@ -97,10 +105,15 @@ static long cmalab_alloc(struct cmalab_dma_alloc __user *uarg)
 	a->size = req.size;
 	start = ktime_get();
 	switch (req.kind) {
+	/*
+	 * A coherent buffer for a device that does not snoop caches (arm64 `virt`'s platform devices) is remapped
+	 * uncached into vmalloc space, where virt_to_phys() means nothing: take the physical address of the page
+	 * behind the mapping (cmalab_phys).
+	 */
 	case CMALAB_DMA_COHERENT:
 		a->cpu_addr = dma_alloc_coherent(dev, a->size, &a->dma_addr, GFP_KERNEL | __GFP_NOWARN);
 		if (a->cpu_addr)
-			req.phys_addr = virt_to_phys(a->cpu_addr);
+			req.phys_addr = cmalab_phys(a->cpu_addr);
 		break;
 	case CMALAB_DMA_PAGES:
 		a->page = dma_alloc_pages(dev, a->size, &a->dma_addr, DMA_BIDIRECTIONAL, GFP_KERNEL | __GFP_NOWARN);
@@ -110,7 +123,7 @@ static long cmalab_alloc(struct cmalab_dma_alloc __user *uarg)
 	case CMALAB_DMA_NONCOHERENT:
 		a->cpu_addr = dma_alloc_noncoherent(dev, a->size, &a->dma_addr, DMA_BIDIRECTIONAL, GFP_KERNEL | __GFP_NOWARN);
 		if (a->cpu_addr)
-			req.phys_addr = virt_to_phys(a->cpu_addr);
+			req.phys_addr = cmalab_phys(a->cpu_addr);
 		break;
 	}
 	req.nanoseconds = ktime_to_ns(ktime_sub(ktime_get(), start));

@@ -176,6 +176,15 @@ public enum Architecture: String, Sendable, Hashable, CaseIterable, Codable, Cus
 
     // MARK: - Agent
 
+    /// Debian's package with a static busybox for this guest, when it is not the host's own (`/bin/busybox` of
+    /// busybox-static): the initramfs needs busybox built for the guest (InitramfsStore fetches it).
+    public var foreignBusyboxPackage: String? {
+        switch self {
+        case .x86_64: return nil
+        case .arm64: return "busybox-static:arm64"
+        }
+    }
+
     /// The static agent binary for this guest: `$CMALAB_AGENT` if set, else where `make agent` builds it
     /// under the checkout `home`.
     public func agentBinary(home: String, environment: [String: String]) -> String {

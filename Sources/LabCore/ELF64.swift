@@ -15,6 +15,15 @@ public struct ELF64 {
     func u32(_ o: Int) -> UInt64 { u16(o) | u16(o + 2) << 16 }
     func u64(_ o: Int) -> UInt64 { u32(o) | u32(o + 4) << 32 }
 
+    /// The architecture the file is for (`e_machine`: 62 x86-64, 183 AArch64); nil for any other.
+    public var architecture: Architecture? {
+        switch u16(18) {
+        case 62: return .x86_64
+        case 183: return .arm64
+        default: return nil
+        }
+    }
+
     /// `count` tables of `size` bytes at `offset` lie inside the file.
     func fits(_ offset: UInt64, _ count: Int, _ size: Int) -> Bool {
         let (total, overflow) = offset.addingReportingOverflow(UInt64(count * size))

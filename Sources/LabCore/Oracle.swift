@@ -106,6 +106,9 @@ public struct CMAPrediction: Codable, Equatable, Sendable {
     /// The CMA pools an arm64 guest's device tree makes (`Reserved memory: created CMA memory pool`), in the
     /// order the kernel prints them; absent on x86 (OracleArm64.swift).
     public var deviceTreePools: [PredictedArea]?
+    /// The name of the pool among `deviceTreePools` that is the default CMA area (`linux,cma-default`, not bypassed):
+    /// what the DMA API allocates from.
+    public var deviceTreeDefault: String?
     /// The per-node areas predicted to fail (`name` and the MiB of `Failed to reserve N MiB on node N`).
     public var nodeFailures: [PredictedArea]?
 

@@ -163,6 +163,7 @@ extension Oracle {
         }
         if let d = defaultPool {
             p.outcome = .reserved
+            p.deviceTreeDefault = d.name
             p.reasoning.append("the device tree's default pool `\(d.name)` is the global area: dma_contiguous_reserve reserves nothing more")
             return p
         }

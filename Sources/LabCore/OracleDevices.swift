@@ -1,5 +1,6 @@
 /// The device question: can a device with an n-bit DMA mask get N bytes of contiguous memory through the
-/// DMA API with this `cma=` on this machine? On x86 without an IOMMU, dma-direct (kernel/dma/direct.c) asks the
+/// DMA API with this `cma=` on this machine? The default area is the `cma=` one, or on arm64 the device tree's
+/// default pool. On x86 without an IOMMU (and on arm64 `virt`, whose devices have none either), dma-direct (kernel/dma/direct.c) asks the
 /// default CMA area first (`dma_alloc_contiguous`, only for more than one page and with CONFIG_DMA_CMA), keeps
 /// the pages only when all of them lie below the mask (`dma_coherent_ok`), and otherwise falls back to the
 /// buddy allocator (GFP_DMA32 for masks up to 32 bits), whose largest block is 2^MAX_PAGE_ORDER pages: 4 MiB.
@@ -31,7 +32,8 @@ extension Oracle {
             return DeviceReach(maskBits: mask, fromCMA: 0, uncertain: false,
                                sentence: "\(device) gets nothing from CMA: the kernel has no CONFIG_DMA_CMA, so the DMA API never asks the area")
         }
-        guard let a = p.area, p.outcome == .reserved else {
+        let pool = p.deviceTreeDefault.flatMap { name in p.deviceTreePools?.first { $0.name == name } }
+        guard let a = p.area ?? pool, p.outcome == .reserved else {
             return DeviceReach(maskBits: mask, fromCMA: 0, uncertain: false,
                                sentence: "\(device) gets nothing from CMA: there is no default area, so only the buddy allocator's \(ByteSize(bytes: buddyLargestBlock)) blocks")
         }

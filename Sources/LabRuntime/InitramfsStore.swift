@@ -35,9 +35,15 @@ public final class InitramfsStore: @unchecked Sendable {
         case script(String)
     }
 
-    /// Returns the path of a cpio archive for `init`, building it on a cache miss.
+    /// Returns the path of a cpio archive for `init`, building it on a cache miss. The busybox is the guest's: the
+    /// host's /bin/busybox for an x86_64 agent, Debian's busybox-static for the agent's architecture otherwise
+    /// (the agent binary's ELF header says which; a script init is x86_64).
     public func ensure(_ initProgram: Init) throws(LabError) -> String {
-        let busybox = Self.busyboxPath
+        var architecture = Architecture.x86_64
+        if case .agent(let path) = initProgram, let head = FileHandle(forReadingAtPath: path).flatMap({ h in defer { try? h.close() }; return try? h.read(upToCount: 64) }).map({ [UInt8]($0) }), let arch = ELF64(head)?.architecture {
+            architecture = arch
+        }
+        let busybox = try busyboxPath(for: architecture)
         guard Files.exists(busybox) else {
             throw LabError(.missingTool, "\(busybox) is missing", hint: "install it with `apt-get install busybox-static` (or run `make setup`)")
         }
@@ -62,7 +68,9 @@ public final class InitramfsStore: @unchecked Sendable {
             cpio.directory(d)
         }
         cpio.file("bin/busybox", contents: try Files.readBytes(busybox), mode: 0o755)
-        let applets = try runCapturing([busybox, "--list-full"]).split(separator: "\n").map(String.init)
+        // The applet list comes from the host's busybox: Debian builds busybox-static with one configuration for
+        // every architecture, and a foreign one cannot run here.
+        let applets = try runCapturing([Self.busyboxPath, "--list-full"]).split(separator: "\n").map(String.init)
         for applet in applets where !applet.isEmpty && applet != "bin/busybox" && !cpio.contains(applet) {
             cpio.directoryTree(Path.directory(of: applet))
             cpio.symlink(applet, target: "/bin/busybox")
@@ -80,6 +88,37 @@ public final class InitramfsStore: @unchecked Sendable {
         }
         try Files.write(cpio.finish(), to: out)
         return out
+    }
+
+    /// The static busybox for a guest of `architecture`: the host's, or Debian's package for that architecture,
+    /// fetched once into `<cache>/busybox/<arch>/` (`apt-get download`, which needs the architecture in dpkg:
+    /// Scripts/setup-host adds arm64).
+    func busyboxPath(for architecture: Architecture) throws(LabError) -> String {
+        guard let package = architecture.foreignBusyboxPackage else { return Self.busyboxPath }
+        let dir = paths.cache + "/busybox/\(architecture)"
+        let binary = dir + "/bin/busybox"
+        if Files.exists(binary) { return binary }
+        try Files.mkdirs(paths.cache + "/busybox")
+        let lock = try FileLock(paths.cache + "/busybox/\(architecture).lock")
+        defer { lock.unlock() }
+        if Files.exists(binary) { return binary }
+        let tmp = paths.cache + "/busybox/.fetch-\(getpid())"
+        try? FileManager.default.removeItem(atPath: tmp)
+        try Files.mkdirs(tmp + "/root")
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        do { _ = try runCapturing(["apt-get", "download", package], workingDirectory: tmp) } catch {
+            throw LabError(.missingTool, "an \(architecture) guest needs Debian's \(package), and `apt-get download \(package)` failed: \(error.message)",
+                           hint: "run `make setup` (Scripts/setup-host adds the architecture: `dpkg --add-architecture arm64 && apt-get update`)")
+        }
+        guard let deb = (try? FileManager.default.contentsOfDirectory(atPath: tmp))?.first(where: { $0.hasSuffix(".deb") }) else {
+            throw LabError(.build, "apt-get download \(package) left no .deb in \(tmp)")
+        }
+        _ = try runCapturing(["dpkg-deb", "-x", tmp + "/" + deb, tmp + "/root"])
+        guard Files.exists(tmp + "/root/bin/busybox") else { throw LabError(.build, "\(deb) has no /bin/busybox") }
+        try? FileManager.default.removeItem(atPath: dir)
+        try Files.mkdirs(dir + "/bin")
+        try Files.write(try Files.readBytes(tmp + "/root/bin/busybox"), to: binary, mode: 0o755)
+        return binary
     }
 
     /// Whether an agent binary carries the full Swift runtime (its metadata sections, `swift5_*`), which
