@@ -45,6 +45,13 @@ public struct MachineSpec: Equatable, Sendable, Codable {
         self.architecture = architecture
     }
 
+    /// A spec built from an image's architecture and options that default to x86 (`--machine pc`): the
+    /// architecture's own default machine type when `type` is not one of its types.
+    public init(memory: ByteSize, type: MachineType, for architecture: Architecture) {
+        self.init(memory: memory, type: architecture.machineTypes.contains(type) ? type : architecture.defaultMachineType,
+                  architecture: architecture)
+    }
+
     /// How this guest learns its memory map (e820 for x86 on `type`).
     public var memoryMapSource: MemoryMapSource { architecture.memoryMapSource(for: type) }
 

@@ -140,10 +140,14 @@ public final class Lab: @unchecked Sendable {
             // A command that names only an image (`cmalab boot --image cma-6.12-arm64`) gets that image's machine.
             guard plan.machine.architecture == .default, plan.machine.type == Architecture.default.defaultMachineType else {
                 throw LabError(.input, "\(kernel.name) is an \(kernel.architecture) kernel, but the machine asked for is \(plan.machine.architecture) (`\(plan.machine.type.rawValue)`)",
-                               hint: "use an \(plan.machine.architecture) image, or a machine of type \(kernel.architecture.defaultMachineType.rawValue)")
+                               hint: "use an \(plan.machine.architecture) image (--image \(plan.machine.architecture.defaultImage)), or a machine of type \(kernel.architecture.defaultMachineType.rawValue)")
             }
             plan.machine.architecture = kernel.architecture
             plan.machine.type = kernel.architecture.defaultMachineType
+        }
+        if case .libvirt = request.backend, plan.machine.architecture != .x86_64 {
+            throw LabError(.input, "the libvirt backend runs x86_64 guests only; \(kernel.name) is \(plan.machine.architecture)",
+                           hint: "use --backend qemu for arm64 guests")
         }
         if let dt = request.deviceTree, !dt.isEmpty {
             guard plan.machine.type == .virt else {

@@ -50,7 +50,7 @@ struct ExplainCommand: ParsableCommand {
             }
             let lab = Lab()
             let kernel = try lab.kernel(image: kernelOptions.image, kernelPath: kernelOptions.kernel, configPath: kernelOptions.config)
-            var spec = MachineSpec(memory: memory, type: guest.machine, architecture: kernel.architecture)
+            var spec = MachineSpec(memory: memory, type: guest.machine, for: kernel.architecture)
             spec.cpuModel = topology.cpu
             if let numa = topology.numa {
                 var nodes: [ByteSize] = []

@@ -85,11 +85,11 @@ struct MachineOptions: ParsableArguments {
                 do { return try ByteSize.parse(String(part)) } catch { throw ValidationError("--numa: `\(part)` is not a size (\(error))") }
             }
         }
-        return MachineSpec(memory: memory, cpus: cpus, type: machine, numaNodes: nodes, cpuModel: cpu)
+        return MachineSpec(memory: memory, cpus: cpus, type: machine, numaNodes: nodes, cpuModel: cpu, architecture: machine.architecture)
     }
 
     func request(name: String) -> BootRequest {
-        var r = BootRequest(machine: (try? spec()) ?? MachineSpec(memory: memory, cpus: cpus, type: machine),
+        var r = BootRequest(machine: (try? spec()) ?? MachineSpec(memory: memory, cpus: cpus, type: machine, architecture: machine.architecture),
                             commandLine: KernelCommandLine(parsing: append), runName: name)
         r.accel = accel
         r.transport = transport

@@ -41,7 +41,7 @@ struct ProbeMaxCommand: ParsableCommand {
             }
             let lab = Lab(progress: Progress(quiet: json))
             let kernel = try lab.kernel(image: image)
-            let spec = MachineSpec(memory: memory, type: machine, architecture: kernel.architecture)
+            let spec = MachineSpec(memory: memory, type: machine, for: kernel.architecture)
             let initrd = try lab.initramfs.ensure(.agent(lab.paths.agentBinary(for: kernel.architecture)))
             let plan = QEMUPlan(machine: spec, kernel: kernel.kernel, initrd: initrd, commandLine: kernel.commandLine)
             guard let base = OracleRuntime.input(kernel: kernel, plan: plan) else {
