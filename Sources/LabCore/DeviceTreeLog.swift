@@ -43,7 +43,9 @@ public struct ReservedMemoryRegion: Codable, Equatable, Sendable {
 
 extension KernelLogParser {
     /// Reads one cleaned line if it is one of the device-tree or memory-node lines above; true when it was.
-    static func recordDeviceTree(_ text: String, into facts: inout BootLogFacts) -> Bool {
+    /// `earlyNodes` collects the `node N: [mem ...]` lines; `facts(...)` keeps them as `nodeMemory` at the end when
+    /// the log is a device-tree machine's (it printed `Machine model:`, which can come after them) without an SRAT.
+    static func recordDeviceTree(_ text: String, into facts: inout BootLogFacts, earlyNodes: inout [NodeMemoryRange]) -> Bool {
         if text.hasPrefix("OF: reserved mem: ") {
             let body = text.dropFirst("OF: reserved mem: ".count)
             if body.hasPrefix("0x") {
@@ -79,10 +81,8 @@ extension KernelLogParser {
         let trimmed = text.drop { $0 == " " }
         if trimmed.hasPrefix("node "), let colon = trimmed.firstIndex(of: ":"),
            let node = Int(trimmed[trimmed.index(trimmed.startIndex, offsetBy: 5)..<colon].trimmingCharacters(in: " ")),
-           let r = memRange(trimmed[trimmed.index(after: colon)...].drop { $0 == " " }), facts.deviceTree.model != nil {
-            // x86 prints the same lines, but its nodes come from the SRAT: only a device-tree machine (one that
-            // printed `Machine model:` first) takes them.
-            facts.nodeMemory.append(NodeMemoryRange(node: node, start: r.start, end: r.end))
+           let r = memRange(trimmed[trimmed.index(after: colon)...].drop { $0 == " " }) {
+            if earlyNodes.count < 4096 { earlyNodes.append(NodeMemoryRange(node: node, start: r.start, end: r.end)) }
             return true
         }
         return false

@@ -32,6 +32,7 @@ public enum KernelLogParser {
     static func facts(_ lines: [String], stripTimestamps: Bool) -> BootLogFacts {
         var facts = BootLogFacts()
         var fallbackCommandLine: String?
+        var earlyNodes: [NodeMemoryRange] = []
         // An element may hold several lines (a /dev/kmsg message with an embedded newline, a chunk of console
         // output, a CRLF line split on LF only): each CR/LF-separated piece is a line of its own.
         for raw in lines.lazy.flatMap({ $0.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) }) {
@@ -62,7 +63,7 @@ public enum KernelLogParser {
                 if facts.ramdisk == nil { facts.ramdisk = memRange(text.dropFirst("RAMDISK: ".count)) }
             } else if text.hasPrefix("Unknown kernel command line parameters \"") || text.hasPrefix("Unknown command line parameters:") {
                 facts.unknownParameters += unknownParameters(text)
-            } else if recordDeviceTree(text, into: &facts) {
+            } else if recordDeviceTree(text, into: &facts, earlyNodes: &earlyNodes) {
                 // An arm64 device-tree line (DeviceTreeLog.swift).
             }
             if text.contains("cma: ") {
@@ -70,6 +71,8 @@ public enum KernelLogParser {
             }
         }
         if facts.commandLine == nil { facts.commandLine = fallbackCommandLine }
+        // x86 prints the same `node N:` lines, but its nodes come from the SRAT: only a device-tree machine takes them.
+        if facts.deviceTree.model != nil, facts.e820.isEmpty, facts.nodeMemory.isEmpty { facts.nodeMemory = earlyNodes }
         return facts
     }
 

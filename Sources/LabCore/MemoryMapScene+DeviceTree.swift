@@ -10,8 +10,9 @@ extension MemoryMapScene {
     /// between them named as having no RAM (on `virt`, the board's devices sit below 0x40000000).
     static func regions(fromMemoryNodes nodes: [NodeMemoryRange], reserved: [ReservedMemoryRegion], upTo minimumEnd: UInt64) -> [Region] {
         var ram: [Region] = []
+        let numa = Set(nodes.map(\.node)).count > 1
         for n in nodes.sorted(by: { $0.start < $1.start }) where n.end >= n.start {
-            ram.append(Region(start: n.start, end: exclusiveEnd(n.end), kind: .usable, label: nodes.count > 1 ? "memory (node \(n.node))" : "memory"))
+            ram.append(Region(start: n.start, end: exclusiveEnd(n.end), kind: .usable, label: numa ? "memory (node \(n.node))" : "memory"))
         }
         // Cut the reserved regions out of RAM, in address order.
         for r in reserved.sorted(by: { $0.start < $1.start }) where r.end >= r.start && !r.reusable {
