@@ -32,18 +32,6 @@ extension Oracle {
     }
     static let dtbSize: UInt64 = 0x10_0000
 
-    /// The band at the top of RAM that arm64 takes before dma_contiguous_reserve. Below the end of the highest free
-    /// range go the small early allocations (page tables, the unflattened device tree, NUMA and zone data: a few
-    /// hundred KiB, seen with memblock=debug), and below them, 2 MiB aligned, sparse_init's memory map: 2 MiB of
-    /// `struct page` per 128 MiB section. cma_declare_contiguous_nid searches below both.
-    static func arm64TopBand(free: [AddressRange], memory: UInt64) -> AddressRange {
-        let top = free.last?.end ?? 0
-        let sections = (memory + (128 * mib - 1)) / (128 * mib)
-        let memmapEnd = (top &- 1) & ~(2 * mib - 1)
-        let memmapStart = memmapEnd &- min(memmapEnd, sections * 2 * mib)
-        return AddressRange(memmapStart, top)
-    }
-
     static func predictArm64(_ input: OracleInput) -> CMAPrediction {
         let v = input.version, config = input.config
         let memory = input.machine.memory.bytes
@@ -151,7 +139,11 @@ extension Oracle {
         }
         p.deviceTreePools = pools
 
-        // 3. dma_contiguous_reserve.
+        // 2. The top of RAM (of each node): the memory map and the early allocations.
+        let bands = arm64Bands(input.machine, free: freeRanges([ram], minus: taken.map(\.0)))
+        taken += bands.map { ($0, "the memory map and the early allocations at the top of RAM") }
+        // 3. dma_contiguous_reserve: first the per-node areas (OracleArm64Nodes.swift).
+        arm64NodeAreas(input, ram: ram, align: align, taken: &taken, into: &p)
         var size: UInt64, base: UInt64 = 0, limitCmdline: UInt64 = 0
         if let s = state.size {
             size = s; base = state.base; limitCmdline = state.limit
@@ -219,8 +211,7 @@ extension Oracle {
             p.outcome = .reserved
             return p
         }
-        let band = arm64TopBand(free: freeRanges([ram], minus: taken.map(\.0)), memory: memory)
-        let free = freeRanges([ram], minus: taken.map(\.0) + [band])
+        let free = freeRanges([ram], minus: taken.map(\.0))
         var addr: UInt64?
         if bottomUpFrom4G(v), memblockEnd >= fourGiB + size, limit > fourGiB {
             addr = bottomUp(free, size: size, align: align, start: fourGiB, end: limit)
@@ -228,7 +219,7 @@ extension Oracle {
         }
         if addr == nil {
             addr = topDown(free, size: size, align: align, start: base, end: limit)
-            p.reasoning.append("top-down in [\(hex(base)), \(hex(limit))), below what the kernel took from the top of RAM first (\(band): the memory map and the early page tables)")
+            p.reasoning.append("top-down in [\(hex(base)), \(hex(limit))), below what the kernel took from the top of RAM first (\(bands.map(\.description).joined(separator: ", ")): the memory map and the early page tables)")
         }
         guard let lo = addr else {
             return failed(.noRoom, nil, "no free, aligned \(ByteSize(bytes: size)) block in [\(hex(base)), \(hex(limit))) (-ENOMEM)")

@@ -18,16 +18,21 @@ extension Integration {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try IT.runCLI(["run", "Profiles/arm64", "--accel", "tcg", "--json", dir + "/r.json", "--html", dir + "/r.html"])
         #expect(r.status == 0, "stdout:\n\(r.stdout)\nstderr:\n\(r.stderr)")
-        #expect(r.stdout.hasSuffix("7 passed, 0 failed, 0 errors\n"))
-        #expect(r.stdout.contains("oracle: 7 of 7 predictions held"))
+        #expect(r.stdout.hasSuffix("8 passed, 0 failed, 0 errors\n"))
+        #expect(r.stdout.contains("oracle: 8 of 8 predictions held"))
         let (verdicts, _) = try Report.decodeResults(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))))
-        #expect(verdicts.count == 7 && verdicts.allSatisfy { $0.kind == .pass && $0.image == "cma-6.12-arm64" })
+        #expect(verdicts.count == 8 && verdicts.allSatisfy { $0.kind == .pass && $0.image == "cma-6.12-arm64" })
 
         // The machine is arm64 `virt`, and its RAM starts at 0x40000000.
         let seed = try #require(verdicts.first { $0.profile == "arm64-seed" }?.observations)
         #expect(seed.machineSpec?.architecture == .arm64 && seed.machineSpec?.type == .virt)
         #expect(seed.boot.nodeMemory.first?.start == 0x4000_0000)
         #expect(seed.boot.reserved.first?.base == 0xc000_0000)
+
+        // NUMA from the device tree: an area on each node, each inside its node, as the oracle placed them.
+        let numa = try #require(verdicts.first { $0.profile == "arm64-numa-per-node" }?.observations)
+        #expect(numa.boot.nodeMemory.map(\.node) == [0, 1])
+        #expect(numa.boot.reserved.map(\.node) == [0, 1, -1])
 
         // A device-tree pool: its line, its debugfs area named after the node, alloc and free on it.
         let pool = try #require(verdicts.first { $0.profile == "dt-default-pool" })
