@@ -59,9 +59,15 @@ public struct ReplayTwin: Codable, Equatable, Sendable {
     /// did not print one).
     public var map: [MemoryRange]
     public var kernel: String?
+    /// An arm64 twin's reserved-memory nodes, as the device-tree source added to QEMU's tree; nil on x86.
+    public var deviceTree: String?
+    /// Where the board's addresses lie in an arm64 twin; nil on x86.
+    public var window: AddressWindow?
     public init(_ p: TwinPlan, map: [MemoryRange]? = nil, kernel: String? = nil) {
         machine = p.machine; lowMemory = p.lowMemory; parameters = p.parameters; notes = p.notes
         self.map = map ?? p.map; self.kernel = kernel
+        deviceTree = p.deviceTree.isEmpty ? nil : p.deviceTree.source
+        window = p.window
     }
 }
 
