@@ -18,13 +18,16 @@ extension ExplainCommand {
                 throw LabError(.input, "\(log) has no `Command line:` line, so the host's cma= parameters are unknown", hint: "pass the parameters to predict with --try 'cma=...'")
             }
             let lab = Lab()
-            let kernel = try lab.kernel(image: kernelOptions.image, kernelPath: kernelOptions.kernel, configPath: kernelOptions.config)
+            // An arm64 board's twin runs on the arm64 image unless one is named.
+            let image = kernelOptions.image ?? (kernelOptions.kernel == nil ? plan.machine.architecture.defaultImage : nil)
+            let kernel = try lab.kernel(image: image, kernelPath: kernelOptions.kernel, configPath: kernelOptions.config)
             let initrd = try? lab.initramfs.ensure(.agent(lab.paths.agentBinary(for: kernel.architecture)))
             var rows: [[String]] = [["PARAMETERS", "PREDICTION"]]
             for (i, cma) in candidates.enumerated() {
                 let profile = Replay.profile(name: "explain", plan: plan, cma: cma, image: kernel.name)
                 var q = QEMUPlan(machine: plan.machine, kernel: kernel.kernel, initrd: initrd, commandLine: kernel.commandLine.appending(profile.commandLine))
                 q.agentSocket = nil
+                q.deviceTree = plan.deviceTree
                 guard let input = OracleRuntime.input(kernel: kernel, plan: q) else {
                     throw LabError(.input, "cannot tell the kernel version of \(kernel.name)", hint: "pass --config with the kernel's .config")
                 }
