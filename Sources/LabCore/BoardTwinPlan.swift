@@ -38,6 +38,8 @@ public struct AddressWindow: Codable, Equatable, Sendable {
 
     /// `+0x40000000` or `-0x40000000`: what the twin adds to a board address.
     public var offsetText: String { twin >= host ? "+" + hex(twin - host) : "-" + hex(host - twin) }
+    /// The other way: what a board address is against its twin address.
+    public var boardOffsetText: String { host >= twin ? "+" + hex(host - twin) : "-" + hex(twin - host) }
 }
 
 extension TwinPlan {

@@ -43,6 +43,9 @@ extension ExplainCommand {
             print("")
             print("on this host, with \(kernel.name)'s rules (the host ran \(facts.boot.kernelRelease ?? "an unknown kernel")):")
             print(Table.render(rows))
+            if let w = plan.window, w.isShifted {
+                print("the twin is shifted: these are its addresses; each board address is the twin's \(w.boardOffsetText)")
+            }
         }
     }
 }

@@ -60,7 +60,7 @@ struct ReplayCommand: ParsableCommand {
                 var qemu = QEMUPlan(machine: plan.machine, kernel: "<kernel>", initrd: "<initrd>", commandLine: profile.commandLine)
                 qemu.agentSocket = nil
                 if !plan.deviceTree.isEmpty {
-                    qemu.deviceTreeBlob = "<QEMU's virt tree with the nodes below>"
+                    qemu.deviceTreeBlob = "<QEMU's virt tree with the nodes above>"
                     print("device tree added to QEMU's:" + plan.deviceTree.source)
                 }
                 print("qemu: " + qemu.arguments().map(shellQuote).joined(separator: " "))
