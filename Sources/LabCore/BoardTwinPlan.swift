@@ -105,11 +105,11 @@ extension TwinPlan {
         // The board's reserved regions, at their twin addresses.
         var pools = facts.boot.deviceTree.pools
         var names: Set<String> = Set(nodes.map(\.nodeName))
-        for (i, r) in regions.enumerated() {
-            guard nodes.count < HostLog.boardLimit else {
-                notes.append("the board has more than \(HostLog.boardLimit) reserved regions; the twin has the first \(HostLog.boardLimit)")
-                break
-            }
+        if regions.count > HostLog.boardLimit {
+            notes.append("the board's log has \(regions.count) reserved regions; the twin is planned from the first \(HostLog.boardLimit)")
+        }
+        for (i, r) in regions.prefix(HostLog.boardLimit).enumerated() {
+            guard nodes.count < HostLog.boardLimit else { break }
             let label = "[\(hex(r.start))-\(hex(r.end))] \(printable(r.name))"
             guard let t = window.twinAddress(r.start), r.end < top, r.end >= r.start else {
                 notes.append("the board's reserved region \(label) is outside its RAM; the twin leaves it out")
@@ -134,7 +134,7 @@ extension TwinPlan {
             nodes.append(n)
         }
         // Pool lines without their region line (lost from the log): pools all the same, named in turn.
-        for (i, p) in pools.enumerated() where nodes.count < HostLog.boardLimit {
+        for (i, p) in pools.prefix(HostLog.boardLimit).enumerated() where nodes.count < HostLog.boardLimit {
             let (size, o) = p.sizeMiB.multipliedReportingOverflow(by: mib)
             guard !o, let t = window.twinAddress(p.base), let end = window.twinAddress(p.base &+ size &- 1), end >= t else {
                 notes.append("the board's CMA pool at \(hex(p.base)) (\(p.sizeMiB) MiB) is outside its RAM; the twin leaves it out")

@@ -191,5 +191,12 @@ import Testing
         #expect(p.deviceTree.reservedMemory.map(\.nodeName) == ["board-region0@50000000"])
         #expect(!p.deviceTree.source.contains("evil"))
         #expect(p.notes.filter { $0.contains("outside its RAM") }.count == 3, "\(p.notes)")
+
+        // Thousands of region lines: the plan looks at the first 256 and says so.
+        let flood = board(["  node   0: [mem 0x0000000040000000-0x000000007fffffff]"]
+                          + (0..<5000).map { "OF: reserved mem: 0x\(String(0x4000_0000 + UInt64($0) * 0x1000, radix: 16))..0x\(String(0x4000_0000 + UInt64($0) * 0x1000 + 0xfff, radix: 16)) (4 KiB) map non-reusable r\($0)" })
+        let fp = try Replay.twin(for: flood, commandLine: KernelCommandLine()).get()
+        #expect(fp.deviceTree.reservedMemory.count == 256)
+        #expect(fp.notes == ["the board's log has 5000 reserved regions; the twin is planned from the first 256"])
     }
 }
