@@ -61,6 +61,7 @@ public enum Replay {
             return b
         }
         func shownLine(_ t: ReservedArea, _ render: (ReservedArea) -> String) -> String {
+            if shifted, plan?.hostAddress(t.base) == nil { return render(t) + " (a twin address, outside the board's RAM)" }
             let b = board(t)
             return render(b) + (b.base != t.base ? " (twin address \(hex(t.base)))" : "")
         }

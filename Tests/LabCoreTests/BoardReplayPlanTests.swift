@@ -120,6 +120,10 @@ import Testing
         twin.deviceTree.pools[0].base = 0x7400_0000
         let moved = Replay.compare(host: f.boot, twin: twin, plan: p)
         #expect(!moved[1].reproduced && moved[1].differences == ["base: host 0xb0000000, twin 0xb4000000"])
+        // A twin address outside the window has no board address: it differs and says so.
+        twin.reserved[0].base = 0x3000_0000
+        let outside = Replay.compare(host: f.boot, twin: twin, plan: p)
+        #expect(!outside[0].reproduced && outside[0].twin == "cma: Reserved 128 MiB at 0x30000000 on node -1 (a twin address, outside the board's RAM)")
     }
 
     @Test func aHoleBetweenRAMRangesBecomesANoMapNode() throws {
