@@ -21,6 +21,10 @@ extension ExplainCommand {
             // An arm64 board's twin runs on the arm64 image unless one is named.
             let image = kernelOptions.image ?? (kernelOptions.kernel == nil ? plan.machine.architecture.defaultImage : nil)
             let kernel = try lab.kernel(image: image, kernelPath: kernelOptions.kernel, configPath: kernelOptions.config)
+            guard kernel.architecture == plan.machine.architecture else {
+                throw LabError(.input, "\(kernel.name) is an \(kernel.architecture) kernel but the twin of \(log) is an \(plan.machine.architecture) machine (\(plan.machine.type.rawValue))",
+                               hint: "leave out --image for the twin's default (\(plan.machine.architecture.defaultImage)), or name an \(plan.machine.architecture) image")
+            }
             let initrd = try? lab.initramfs.ensure(.agent(lab.paths.agentBinary(for: kernel.architecture)))
             var rows: [[String]] = [["PARAMETERS", "PREDICTION"]]
             for (i, cma) in candidates.enumerated() {
