@@ -81,7 +81,7 @@ extension HostLog {
 
         if !facts.boot.e820.isEmpty {
             sources.append("memory map: \(log) (\(facts.boot.e820.count) `BIOS-e820:` lines)")
-        } else if !bundle.memmap.isEmpty {
+        } else if !bundle.memmap.isEmpty, facts.architecture != .arm64 {
             facts.boot.e820 = try firmwareMap(bundle.memmap)
             sources.append("memory map: \(HostBundle.memmapDirectory)/ (\(facts.boot.e820.count) entries of /sys/firmware/memmap; \(log) has no `BIOS-e820:` lines)")
         }
@@ -152,6 +152,7 @@ extension HostFacts {
     /// Where the effective map came from, for people: `BIOS-e820`, `user-defined, from memmap=`, or the capture's
     /// copy of /sys/firmware/memmap.
     public var mapSource: String {
+        if architecture == .arm64 { return "the board's memory nodes, `Early memory node ranges`" }
         if !userMap.isEmpty { return "user-defined, from memmap=" }
         if sources.contains(where: { $0.hasPrefix("memory map: \(HostBundle.memmapDirectory)/") }) { return "/sys/firmware/memmap, from the capture's memmap/" }
         return "BIOS-e820"

@@ -23,18 +23,37 @@ public struct HostFacts: Codable, Equatable, Sendable {
     /// Where each kind of fact came from when the input was a capture directory (`memory map: memmap/ ...`);
     /// empty for a plain log, where everything comes from the one file.
     public var sources: [String] = []
+    /// The `Zone ranges:` block (an arm64 board's DMA zone limit is read from it); empty when the log has none.
+    public var zones: [MemoryZone] = []
 
-    /// The map the host's kernel worked from: the user-defined one when there is one, else the firmware's.
-    public var effectiveMap: [MemoryRange] { userMap.isEmpty ? boot.e820 : userMap }
-
-    public init(format: HostLogFormat, messages: Int, boot: BootLogFacts, userMap: [MemoryRange] = [], missing: [String] = [], sources: [String] = []) {
-        self.format = format; self.messages = messages; self.boot = boot
-        self.userMap = userMap; self.missing = missing; self.sources = sources
+    /// The map the host's kernel worked from: the user-defined one when there is one, else the firmware's; on an
+    /// arm64 board (BoardLog.swift), its RAM as the memory nodes give it.
+    public var effectiveMap: [MemoryRange] {
+        if architecture == .arm64 { return boardRAM }
+        return userMap.isEmpty ? boot.e820 : userMap
     }
 
-    // Replay JSON written before a key existed still decodes: the later keys may be absent.
+    public init(format: HostLogFormat, messages: Int, boot: BootLogFacts, userMap: [MemoryRange] = [], missing: [String] = [], sources: [String] = [], zones: [MemoryZone] = []) {
+        self.format = format; self.messages = messages; self.boot = boot
+        self.userMap = userMap; self.missing = missing; self.sources = sources; self.zones = zones
+    }
+
+    // Replay JSON written before a key existed still decodes: the later keys may be absent. `architecture` is
+    // written for readers and derived again when read.
     enum CodingKeys: String, CodingKey {
-        case format, messages, boot, userMap, missing, sources
+        case format, messages, boot, userMap, missing, sources, zones, architecture
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(format, forKey: .format)
+        try c.encode(messages, forKey: .messages)
+        try c.encode(boot, forKey: .boot)
+        try c.encode(userMap, forKey: .userMap)
+        try c.encode(missing, forKey: .missing)
+        try c.encode(sources, forKey: .sources)
+        try c.encode(zones, forKey: .zones)
+        try c.encode(architecture, forKey: .architecture)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -45,6 +64,7 @@ public struct HostFacts: Codable, Equatable, Sendable {
         userMap = try c.decodeIfPresent([MemoryRange].self, forKey: .userMap) ?? []
         missing = try c.decodeIfPresent([String].self, forKey: .missing) ?? []
         sources = try c.decodeIfPresent([String].self, forKey: .sources) ?? []
+        zones = try c.decodeIfPresent([MemoryZone].self, forKey: .zones) ?? []
     }
 }
 
@@ -111,6 +131,7 @@ public enum HostLog {
             }
             inUserMap = false
         }
+        facts.zones = zones(messages)
         facts.missing = missing(facts, in: nil)
         return facts
     }
@@ -118,6 +139,7 @@ public enum HostLog {
     /// What the facts lack for a replay, each with how to capture it. `bundle` names the log's file when it came in a
     /// capture directory (`dmesg.txt`): the directory's other files were used already, so the advice differs.
     static func missing(_ facts: HostFacts, in bundle: String?) -> [String] {
+        if facts.architecture == .arm64 { return boardMissing(facts) }
         guard let log = bundle else {
             guard facts.messages > 0 else {
                 return ["the file holds no kernel messages: save `dmesg` (or `journalctl -k -b`) of the boot to replay, or run Scripts/capture-host on the machine"]

@@ -26,13 +26,18 @@ public enum Replay {
             guard let eq = p.firstIndex(of: "=") else { return nil }
             return KernelCommandLine.Parameter(key: String(p[..<eq]), value: String(p[p.index(after: eq)...]))
         }).appending(cma)
-        return Profile(name: name, summary: "replay of a host log", file: "", image: image, machine: plan.machine, commandLine: line,
-                       timeout: 300, expect: Expectations(), steps: [], warnings: [])
+        var profile = Profile(name: name, summary: "replay of a host log", file: "", image: image, machine: plan.machine, commandLine: line,
+                              timeout: 300, expect: Expectations(), steps: [], warnings: [])
+        profile.deviceTree = plan.deviceTree
+        return profile
     }
 
     /// The twin of a host: from its map (and SRAT nodes), or, for a log without a map, from its `Memory:` line.
     /// `commandLine` is the rest of the twin's command line (what the memmap= parameters must leave room for).
     public static func twin(for facts: HostFacts, commandLine: KernelCommandLine) -> Result<TwinPlan, TwinPlanError> {
+        if facts.architecture == .arm64 {
+            return Result { () throws(TwinPlanError) in try TwinPlan.board(facts) }
+        }
         if facts.effectiveMap.isEmpty, let line = facts.boot.memoryLine, let fallback = TwinPlan.fromMemoryLine(line) {
             return .success(fallback)
         }
@@ -42,21 +47,37 @@ public enum Replay {
         }
     }
 
-    /// Every host CMA reservation and failure against the twin's, in the order the kernel printed them.
-    public static func compare(host: BootLogFacts, twin: BootLogFacts) -> [ReplayLine] {
+    /// Every host CMA reservation and failure against the twin's, in the order the kernel printed them, then (on
+    /// arm64) every device-tree CMA pool. `plan` gives the twin's addresses back as the board's when the twin is
+    /// shifted (BoardTwinPlan.swift); without it they are compared as they are.
+    public static func compare(host: BootLogFacts, twin: BootLogFacts, plan: TwinPlan? = nil) -> [ReplayLine] {
         var out: [ReplayLine] = []
+        let shifted = plan?.window?.isShifted == true
+        // The twin's areas at board addresses; the twin's own address kept for the line.
+        func board(_ a: ReservedArea) -> ReservedArea {
+            guard shifted, let p = plan else { return a }
+            var b = a
+            b.base = p.hostAddress(a.base) ?? a.base
+            return b
+        }
+        func shownLine(_ t: ReservedArea, _ render: (ReservedArea) -> String) -> String {
+            if shifted, plan?.hostAddress(t.base) == nil { return render(t) + " (a twin address, outside the board's RAM)" }
+            let b = board(t)
+            return render(b) + (b.base != t.base ? " (twin address \(hex(t.base)))" : "")
+        }
         for (i, h) in host.reserved.enumerated() {
             let line = reservedLine(h)
-            guard let t = twin.reserved[safe: i] else {
+            guard let twinArea = twin.reserved[safe: i] else {
                 out.append(ReplayLine(host: line, twin: twin.failedMiB.isEmpty ? nil : "Failed to reserve \(twin.failedMiB[0]) MiB", reproduced: false,
                                       differences: ["the twin reserved no area \(i + 1)"]))
                 continue
             }
+            let t = board(twinArea)
             var d: [String] = []
             if t.sizeMiB != h.sizeMiB { d.append("size: host \(h.sizeMiB) MiB, twin \(t.sizeMiB) MiB") }
             if t.base != h.base { d.append("base: host \(hex(h.base)), twin \(hex(t.base))") }
             if let hn = h.node, let tn = t.node, hn != tn { d.append("node: host \(hn), twin \(tn)") }
-            out.append(ReplayLine(host: line, twin: reservedLine(t), reproduced: d.isEmpty, differences: d))
+            out.append(ReplayLine(host: line, twin: shownLine(twinArea, reservedLine), reproduced: d.isEmpty, differences: d))
         }
         for (i, mib) in host.failedMiB.enumerated() {
             let line = "cma: Failed to reserve \(mib) MiB"
@@ -67,7 +88,24 @@ public enum Replay {
                 out.append(ReplayLine(host: line, twin: nil, reproduced: false, differences: ["the twin did not fail"]))
             }
         }
+        // Device-tree pools (`Reserved memory: created CMA memory pool at ...`), matched in order.
+        for (i, h) in host.deviceTree.pools.enumerated() {
+            let line = poolLine(h)
+            guard let twinPool = twin.deviceTree.pools[safe: i] else {
+                out.append(ReplayLine(host: line, twin: nil, reproduced: false, differences: ["the twin created no pool \(i + 1)"]))
+                continue
+            }
+            let t = board(twinPool)
+            var d: [String] = []
+            if t.sizeMiB != h.sizeMiB { d.append("size: host \(h.sizeMiB) MiB, twin \(t.sizeMiB) MiB") }
+            if t.base != h.base { d.append("base: host \(hex(h.base)), twin \(hex(t.base))") }
+            out.append(ReplayLine(host: line, twin: shownLine(twinPool, poolLine), reproduced: d.isEmpty, differences: d))
+        }
         return out
+    }
+
+    public static func poolLine(_ p: ReservedArea) -> String {
+        "Reserved memory: created CMA memory pool at \(hex(p.base)), size \(p.sizeMiB) MiB"
     }
 
     static func reservedLine(_ r: ReservedArea) -> String {
@@ -80,7 +118,9 @@ public enum Replay {
         if let h = host.boot.kernelRelease, let t = twinRelease, h != t {
             out.append("kernel: the host ran \(h), the twin \(t) (placement rules and alignment differ between versions)")
         }
-        if let r = host.boot.ramdisk {
+        if plan.machine.type == .virt {
+            out.append("kernel and initrd: QEMU loads the twin's kernel near the start of its RAM and the initrd at RAM + 128 MiB; the board's boot loader put them where it did, and the memory they hold is not free for CMA in either")
+        } else if let r = host.boot.ramdisk {
             out.append("initrd: at [\(hex(r.start))-\(hex(r.end))] on the host; QEMU puts the twin's below the top of its low RAM (\(hex(plan.lowMemory)))")
         }
         let hostVersion = host.boot.kernelRelease ?? host.boot.commandLine.flatMap { c in

@@ -9,6 +9,9 @@ public struct ReplayOutcome: Codable, Equatable, Sendable {
     public var reserved: [ReservedArea] = []
     public var failedMiB: [UInt64] = []
     public var failureReasons: [String] = []
+    /// The device-tree CMA pools the twin created (`Reserved memory: created CMA memory pool at`), at the twin's
+    /// addresses; nil on x86 and in files written before pools were kept.
+    public var pools: [ReservedArea]?
     /// Where the initrd was (`RAMDISK:`).
     public var ramdisk: MemoryRange?
     /// The crash headline, when the kernel crashed.
@@ -25,6 +28,8 @@ public struct ReplayOutcome: Codable, Equatable, Sendable {
         self.reserved = o?.boot.reserved ?? []
         self.failedMiB = o?.boot.failedMiB ?? []
         self.failureReasons = o?.boot.failureReasons ?? []
+        let pools = o?.boot.deviceTree.pools ?? []
+        self.pools = pools.isEmpty ? nil : pools
         self.ramdisk = o?.boot.ramdisk
         self.crash = o?.crash.map { $0.headline }
         self.error = o?.ending == .poweredOff || o?.crash != nil ? nil : error
@@ -37,6 +42,7 @@ public struct ReplayOutcome: Codable, Equatable, Sendable {
         if let crash { return "kernel crash: \(crash)" }
         if let error { return "error: \(error)" }
         var parts = reserved.map { "reserved \($0.sizeMiB) MiB at \(hex($0.base))" + ($0.node.map { " (node \($0))" } ?? "") }
+        parts += (pools ?? []).map { "pool \($0.sizeMiB) MiB at \(hex($0.base))" }
         parts += failedMiB.map { "failed to reserve \($0) MiB" }
         if let reason = failureReasons.first { parts.append(reason) }
         return parts.isEmpty ? "no area" : parts.joined(separator: "; ")
@@ -59,9 +65,15 @@ public struct ReplayTwin: Codable, Equatable, Sendable {
     /// did not print one).
     public var map: [MemoryRange]
     public var kernel: String?
+    /// An arm64 twin's reserved-memory nodes, as the device-tree source added to QEMU's tree; nil on x86.
+    public var deviceTree: String?
+    /// Where the board's addresses lie in an arm64 twin; nil on x86.
+    public var window: AddressWindow?
     public init(_ p: TwinPlan, map: [MemoryRange]? = nil, kernel: String? = nil) {
         machine = p.machine; lowMemory = p.lowMemory; parameters = p.parameters; notes = p.notes
         self.map = map ?? p.map; self.kernel = kernel
+        deviceTree = p.deviceTree.isEmpty ? nil : p.deviceTree.source
+        window = p.window
     }
 }
 
@@ -153,8 +165,8 @@ public enum ReplayReport {
             h += "</table>\n</section>\n"
         }
         h += "<section>\n<h2>Physical memory</h2>\n"
-        h += "<h3>Host</h3>\n<div class=\"map\">\n" + MemoryMapSVG.svg(scene(map: r.hostMap, reserved: r.host.boot.reserved, title: "host physical memory (\(r.log))", failed: r.host.boot.failedMiB, ramdisk: r.host.boot.ramdisk), idPrefix: "host") + "</div>\n"
-        h += "<h3>Twin</h3>\n<div class=\"map\">\n" + MemoryMapSVG.svg(scene(map: r.twin.map, reserved: r.replay.reserved, title: "twin physical memory (\(r.twin.machine.summary))", failed: r.replay.failedMiB, ramdisk: r.replay.ramdisk), idPrefix: "twin") + "</div>\n"
+        h += "<h3>Host</h3>\n<div class=\"map\">\n" + MemoryMapSVG.svg(scene(map: r.hostMap, reserved: r.host.boot.reserved + r.host.boot.deviceTree.pools, title: "host physical memory (\(r.log))", failed: r.host.boot.failedMiB, ramdisk: r.host.boot.ramdisk), idPrefix: "host") + "</div>\n"
+        h += "<h3>Twin</h3>\n<div class=\"map\">\n" + MemoryMapSVG.svg(scene(map: r.twin.map, reserved: r.replay.reserved + (r.replay.pools ?? []), title: "twin physical memory (\(r.twin.machine.summary))", failed: r.replay.failedMiB, ramdisk: r.replay.ramdisk), idPrefix: "twin") + "</div>\n"
         h += "<h3>Twin kernel parameters</h3>\n<p><code>\(esc(r.twin.parameters.joined(separator: " ")))</code></p>\n"
         if !r.twin.notes.isEmpty { h += "<ul>\n" + r.twin.notes.map { "<li>\(esc($0))</li>\n" }.joined() + "</ul>\n" }
         h += "</section>\n<footer><p>Written by cmalab replay. Every picture is inline SVG; the page needs no script and no network.</p></footer>\n</body>\n</html>\n"

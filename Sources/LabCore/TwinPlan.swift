@@ -22,6 +22,10 @@ public struct TwinPlan: Equatable, Sendable {
     public var map: [MemoryRange]
     /// What the twin does differently from the host, and why.
     public var notes: [String]
+    /// An arm64 twin's reserved-memory nodes (the board's regions, BoardTwinPlan.swift); empty on x86.
+    public var deviceTree = DeviceTree()
+    /// Where the board's addresses lie in an arm64 twin; nil on x86, where the twin's addresses are the host's.
+    public var window: AddressWindow? = nil
 }
 
 public enum TwinPlanError: Error, Equatable, CustomStringConvertible {
@@ -29,6 +33,8 @@ public enum TwinPlanError: Error, Equatable, CustomStringConvertible {
     case noUsableMemory
     case tooLong(bytes: Int, limit: Int)
     case tooLarge(UInt64)
+    case noBoardMemory
+    case tooManyRanges(Int, limit: Int)
 
     public var description: String {
         switch self {
@@ -36,6 +42,8 @@ public enum TwinPlanError: Error, Equatable, CustomStringConvertible {
         case .noUsableMemory: return "the host's map has no usable RAM"
         case .tooLong(let b, let l): return "the host's map needs \(b) bytes of memmap= parameters even with its reserved ranges merged, more than the \(l) the x86 command line has room for"
         case .tooLarge(let m): return "the twin would need \(m >> 30) GiB of guest RAM, more than cmalab's limit of \(MachineSpec.maximumMemory)"
+        case .noBoardMemory: return "the board's log has no memory ranges (`Early memory node ranges` and its `node N: [mem ...]` lines) to build a twin from"
+        case .tooManyRanges(let n, let l): return "the board's log has \(n) separate memory ranges, more than the \(l) a twin is planned with"
         }
     }
 }
@@ -214,7 +222,8 @@ extension TwinPlan {
 
     /// The plan for people: machine, QEMU's low RAM, the parameters and the notes.
     public var summary: [String] {
-        ["twin: \(machine.type.rawValue), \(machine.memory) of RAM (max-ram-below-4g=\(hex(lowMemory)), the rest from 4 GiB), \(map.count) ranges",
+        if machine.type == .virt { return boardSummary }
+        return ["twin: \(machine.type.rawValue), \(machine.memory) of RAM (max-ram-below-4g=\(hex(lowMemory)), the rest from 4 GiB), \(map.count) ranges",
          "kernel parameters (\(Self.length(parameters)) bytes): \(parameters.joined(separator: " "))"]
             + notes.map { "note: \($0)" }
     }

@@ -13,7 +13,9 @@ struct ReplayCommand: ParsableCommand {
         cmdline.txt where the log has lost them), plans a QEMU \
         pc guest whose kernel sees the host's memory map (memmap=exactmap plus one memmap= per range, low RAM \
         ending where the host's does), boots it with the host's cma= parameters, and says for each CMA line \
-        whether the twin reproduced it. --dry-run prints the plan without booting.
+        whether the twin reproduced it. An arm64 board's log (`Machine model:`, memory node ranges, no e820) gets \
+        a virt twin on cma-6.12-arm64 with the board's RAM and its reserved-memory regions in the device tree, \
+        shifted when the board's RAM does not start at 0x40000000. --dry-run prints the plan without booting.
         Example: cmalab replay host-dmesg.txt --image cma-6.12; cmalab replay cmalab-host-NAME-DATE/ --dry-run
         """
     )
@@ -57,6 +59,10 @@ struct ReplayCommand: ParsableCommand {
             if dryRun {
                 var qemu = QEMUPlan(machine: plan.machine, kernel: "<kernel>", initrd: "<initrd>", commandLine: profile.commandLine)
                 qemu.agentSocket = nil
+                if !plan.deviceTree.isEmpty {
+                    qemu.deviceTreeBlob = "<QEMU's virt tree with the nodes above>"
+                    print("device tree added to QEMU's:" + plan.deviceTree.source)
+                }
                 print("qemu: " + qemu.arguments().map(shellQuote).joined(separator: " "))
                 return
             }
@@ -68,16 +74,16 @@ struct ReplayCommand: ParsableCommand {
             guard let o = verdict.observations, verdict.kind != .error || o.ending == .poweredOff else {
                 throw LabError(.qemu, "the twin did not boot: \(verdict.error ?? "no observations")")
             }
-            let lines = Replay.compare(host: facts.boot, twin: o.boot)
+            let lines = Replay.compare(host: facts.boot, twin: o.boot, plan: plan)
             let replay = ReplayOutcome(parameters: cma.description, observations: o, error: verdict.error, oracle: verdict.oracle, runDirectory: verdict.runDirectory)
             let explanations = lines.allSatisfy(\.reproduced) ? [] : Replay.explanations(host: facts, twinRelease: o.kernelRelease, plan: plan)
             print("")
-            if lines.isEmpty { print("the host log has no `cma: Reserved` or `Failed to reserve` line to reproduce; the twin printed: \(o.boot.cmaLines.joined(separator: " | "))") }
+            if lines.isEmpty { print("the host log has no `cma: Reserved`, `Failed to reserve` or `created CMA memory pool` line to reproduce; the twin printed: \(o.boot.cmaLines.joined(separator: " | "))") }
             for l in lines {
                 print("\(l.reproduced ? "reproduced" : "differs   ")  \(l.host)" + (l.reproduced ? "" : "  →  twin: \(l.twin ?? "nothing"); \(l.differences.joined(separator: "; "))"))
             }
             for e in explanations { print("  could explain it: \(e)") }
-            print("oracle: \(replay.predicted)")
+            print("oracle\(plan.window?.isShifted == true ? " (twin addresses)" : ""): \(replay.predicted)")
             print("run directory: \(verdict.runDirectory)")
 
             // Each alternative on the same twin: what the host would do with it, and what the oracle said it would.
@@ -128,13 +134,21 @@ struct ReplayCommand: ParsableCommand {
     }
 
     static func printFacts(_ facts: HostFacts) {
-        print("host: \(facts.boot.kernelRelease.map { "Linux \($0)" } ?? "kernel release unknown"), \(facts.messages) kernel messages (\(facts.format.rawValue))")
+        print("host: \(facts.boot.kernelRelease.map { "Linux \($0)" } ?? "kernel release unknown"), \(facts.messages) kernel messages (\(facts.format.rawValue))"
+              + (facts.architecture == .arm64 ? ", an arm64 board (Machine model: \(facts.boot.deviceTree.model.map(TwinPlan.printable) ?? "?"))" : ""))
         if let line = facts.boot.commandLine { print("host command line: \(line)") }
         print("host map: \(facts.effectiveMap.count) ranges (\(facts.mapSource))"
-              + (facts.boot.nodeMemory.isEmpty ? "" : ", \(Set(facts.boot.nodeMemory.map(\.node)).count) NUMA nodes (SRAT)"))
+              + (facts.architecture == .arm64 ? boardNodes(facts) : facts.boot.nodeMemory.isEmpty ? "" : ", \(Set(facts.boot.nodeMemory.map(\.node)).count) NUMA nodes (SRAT)"))
         for l in facts.boot.cmaLines { print("host: \(l)") }
+        for p in facts.boot.deviceTree.pools { print("host: \(Replay.poolLine(p))") }
         for m in facts.missing { print("missing: \(m)") }
         for f in facts.sources { print("from: \(f)") }
+    }
+
+    /// A board's NUMA nodes when it has more than one (the memory node ranges name them).
+    static func boardNodes(_ facts: HostFacts) -> String {
+        let nodes = Set(facts.boot.nodeMemory.map(\.node)).count
+        return nodes > 1 ? ", \(nodes) NUMA nodes (memory node ranges)" : ""
     }
 
     /// The twin's plan, or the reason there is none as a LabError naming the log.
@@ -150,7 +164,9 @@ struct ReplayCommand: ParsableCommand {
     /// The map the twin's kernel printed (`user-defined physical RAM map`), from the run's console.
     static func twinMap(_ runDirectory: String) -> [MemoryRange]? {
         guard let text = try? HostBundleReader.readText(runDirectory + "/console.log", limit: HostBundleReader.maximumLogBytes) else { return nil }
-        let map = HostLog.read(text).userMap
+        let twin = HostLog.read(text)
+        // An arm64 twin's map is its memory ranges; an x86 twin's the map its memmap= parameters made.
+        let map = twin.architecture == .arm64 ? twin.effectiveMap : twin.userMap
         return map.isEmpty ? nil : map
     }
 

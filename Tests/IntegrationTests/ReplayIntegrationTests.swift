@@ -105,5 +105,83 @@ extension Integration {
         #expect(r.stdout.contains("differs     cma: Reserved 1024 MiB at 0x40000000  →  twin: cma: Reserved 1024 MiB at 0x"))
         #expect(r.stdout.contains("could explain it: kernel: the host booted vmlinuz-4.15.0CMA20190430"))
     }
+
+    // MARK: - arm64 boards
+
+    /// The board logs of Scripts/make-board-fixtures (real arm64 virt consoles; two with their addresses edited
+    /// to move the RAM to 0x80000000 or cut a hole in it): each replays on a virt twin booted on cma-6.12-arm64
+    /// (the default for an arm64 log), and every CMA line, pool lines included, is reproduced at the board's
+    /// addresses.
+    @Test(arguments: [
+        ("board-virt-2G-dt-pool.log", ["Reserved memory: created CMA memory pool at 0x70000000, size 256 MiB",
+                                       "Reserved memory: created CMA memory pool at 0x9e000000, size 32 MiB"]),
+        ("board-virt-2G-nomap-hole.log", ["Reserved memory: created CMA memory pool at 0x5c000000, size 64 MiB"]),
+        ("board-virt-2G-cma-overrides-dt.log", ["cma: Reserved 64 MiB at 0xb9e00000 on node -1"]),
+        ("board-shifted-2G-at-0x80000000.log", ["cma: Reserved 128 MiB at 0xf5e00000 on node -1",
+                                                "Reserved memory: created CMA memory pool at 0xb0000000, size 64 MiB"]),
+        ("board-virt-4G-ram-hole.log", ["cma: Reserved 512 MiB at 0xd0000000 on node -1"]),
+    ])
+    func aBoardLogReplaysOnAVirtTwin(fixture: String, expected: [String]) throws {
+        let log = IT.lab.paths.home + "/Tests/LabCoreTests/Fixtures/" + fixture
+        let r = try IT.runCLI(["replay", log])
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("an arm64 board"))
+        #expect(r.stdout.contains("twin: virt (arm64)"))
+        let lines = r.stdout.split(separator: "\n").filter { $0.hasPrefix("reproduced") || $0.hasPrefix("differs") }.map(String.init)
+        #expect(lines == expected.map { "reproduced  " + $0 }, "\(r.stdout)")
+        // The twin really was an arm64 virt guest with the planned nodes: its console says so.
+        let run = try #require(r.stdout.components(separatedBy: "run directory: ").last?.split(separator: "\n").first.map(String.init))
+        let console = try String(contentsOfFile: run + "/console.log", encoding: .utf8)
+        #expect(console.contains("Machine model: linux,dummy-virt"))
+        #expect(try String(contentsOfFile: run + "/qemu.argv", encoding: .utf8).contains("qemu-system-aarch64"))
+    }
+
+    /// A board log made here and now: an arm64 profile of the repository booted with `cmalab run`, its console kept
+    /// as the board's log, replayed: the two pools it placed inside their alloc-ranges come back as static pools
+    /// at the same places.
+    @Test func aFreshArm64RunReplays() throws {
+        let dir = NSTemporaryDirectory() + "cmalab-board-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let run = try IT.runCLI(["run", IT.lab.paths.home + "/Profiles/arm64/dt-alloc-ranges.yaml", "--json", dir + "/run.json"])
+        #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+        let json = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run.json"))) as? [String: Any])
+        let results = try #require(json["results"] as? [[String: Any]])
+        var runDir = try #require(results.first?["runDirectory"] as? String)
+        if !runDir.hasPrefix("/") { runDir = IT.lab.paths.home + "/" + runDir }
+        let r = try IT.runCLI(["replay", runDir + "/console.log", "--json", dir + "/replay.json"])
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("device-tree: linux,cma@5c000000: reg [0x5c000000-0x5fffffff], shared-dma-pool, reusable, linux,cma-default"))
+        let result = try JSONDecoder().decode(ReplayResult.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/replay.json")))
+        #expect(result.lines.count == 2 && result.reproduced, "\(result.lines)")
+        #expect(result.host.architecture == .arm64)
+        #expect(result.twin.machine.type == .virt && result.twin.machine.architecture == .arm64)
+        #expect(result.twin.deviceTree?.contains("camera-pool@") == true)
+        #expect(result.replay.oracle?.agrees == true, "\(result.replay.predicted)")
+    }
+
+    /// The shifted board: a --try on the same twin (its answer read back at board addresses by the reader, the
+    /// twin's own shown), the JSON with the window, and `explain --host` predicting on the same twin.
+    @Test func aShiftedBoardTakesTriesAndExplains() throws {
+        let log = IT.lab.paths.home + "/Tests/LabCoreTests/Fixtures/board-shifted-2G-at-0x80000000.log"
+        let dir = NSTemporaryDirectory() + "cmalab-board-shift-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try IT.runCLI(["replay", log, "--try", "cma=256M", "--json", dir + "/r.json", "--html", dir + "/r.html"])
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("reproduced  cma: Reserved 128 MiB at 0xf5e00000 on node -1"))
+        #expect(r.stdout.contains("note: shifted: the board's RAM starts at 0x80000000"))
+        let result = try JSONDecoder().decode(ReplayResult.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/r.json")))
+        #expect(result.twin.window == AddressWindow(host: 0x8000_0000, twin: 0x4000_0000, size: 0x8000_0000))
+        #expect(result.tries.count == 1 && result.tries[0].reserved.first?.sizeMiB == 256)
+        #expect(result.tries[0].oracle?.agrees == true, "\(result.tries[0].predicted)")
+        #expect(try String(contentsOfFile: dir + "/r.html", encoding: .utf8).contains("twin physical memory"))
+
+        let explain = try IT.runCLI(["explain", "--host", log, "--try", "cma=256M"])
+        #expect(explain.status == 0, "\(explain.stderr)")
+        #expect(explain.stdout.contains("on this host, with cma-6.12-arm64's rules"))
+        #expect(explain.stdout.contains(result.tries[0].oracle?.prediction.summary ?? "?"), "\(explain.stdout)")
+        #expect(explain.stdout.contains("each board address is the twin's +0x40000000"))
+    }
 }
 }

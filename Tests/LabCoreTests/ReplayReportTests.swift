@@ -56,4 +56,31 @@ import Testing
         #expect(h.contains("error: the twin timed out"))
         #expect(h.contains("differs"))
     }
+
+    /// A shifted board (Fixtures/board-shifted-2G-at-0x80000000.log) whose twin printed its lines 1 GiB lower: the
+    /// result says the board is arm64, keeps the window and the twin's nodes, counts pools as outcomes, and the
+    /// HTML draws both maps with their pools.
+    @Test func aBoardsResultKeepsItsWindowNodesAndPools() throws {
+        let host = HostLog.read(try Fixture.text("board-shifted-2G-at-0x80000000.log"))
+        let plan = try Replay.twin(for: host, commandLine: KernelCommandLine()).get()
+        var twinBoot = BootLogFacts()
+        twinBoot.reserved = [ReservedArea(sizeMiB: 128, base: 0xb5e0_0000, node: -1)]
+        twinBoot.deviceTree.pools = [ReservedArea(sizeMiB: 64, base: 0x7000_0000)]
+        let o = Observations(profile: "replay", image: "cma-6.12-arm64", machine: plan.machine, commandLine: KernelCommandLine([]),
+                             accelerator: "tcg", ending: .poweredOff, boot: twinBoot)
+        let replay = ReplayOutcome(parameters: "cma=128M", observations: o, error: nil, oracle: nil, runDirectory: nil)
+        #expect(replay.outcome == "reserved 128 MiB at 0xb5e00000 (node -1); pool 64 MiB at 0x70000000")
+        let r = ReplayResult(log: "board.log", host: host, twin: ReplayTwin(plan, kernel: "6.12.117"),
+                             lines: Replay.compare(host: host.boot, twin: twinBoot, plan: plan), replay: replay, explanations: [], tries: [])
+        #expect(r.reproduced)
+        #expect(r.hostMap == [MemoryRange(start: 0x8000_0000, end: 0xffff_ffff, type: "usable")])
+        #expect(r.twin.window?.host == 0x8000_0000)
+        #expect(r.twin.deviceTree?.contains("vpu-pool@70000000 {") == true)
+        let back = try JSONDecoder().decode(ReplayResult.self, from: try JSONEncoder().encode(r))
+        #expect(back == r && back.host.architecture == .arm64)
+        let h = ReplayReport.html(r)
+        _ = try XMLDocument(xmlString: h, options: [])
+        #expect(h.components(separatedBy: "<svg").count == 3)
+        #expect(h.contains("0xb0000000") && h.contains("0x70000000"))
+    }
 }
