@@ -21,6 +21,8 @@ public struct OracleInput: Sendable {
     public var extraReserved: [AddressRange] = []
     /// The reserved-memory nodes added to an arm64 guest's device tree (OracleArm64.swift).
     public var deviceTree = DeviceTree()
+    /// The size of the `-dtb` file an arm64 guest boots with; nil when QEMU builds the tree itself (no `-dtb`).
+    public var deviceTreeBlobSize: UInt64?
 
     public init(version: KernelVersion, config: KernelConfig?, machine: MachineSpec, commandLine: KernelCommandLine,
                 initrdSize: UInt64?, kernelImage: KernelImageInfo? = nil) {

@@ -1,31 +1,8 @@
-/// The arm64 oracle's NUMA part: the top of each node's memory that arm64 takes before dma_contiguous_reserve, and
-/// the per-node areas (`numa_cma=`, `cma_pernuma=`) that dma_numa_cma_reserve places there first, each inside its
-/// own node. QEMU's `-numa` nodes on `virt` get RAM in order from 0x40000000; the kernel learns them from the
-/// device tree's `numa-node-id`s.
+/// The arm64 oracle's per-node areas (`numa_cma=`, `cma_pernuma=`): dma_numa_cma_reserve places them at the start
+/// of dma_contiguous_reserve, each inside its own node, after each node's memory map (OracleArm64.swift). QEMU's
+/// `-numa` nodes on `virt` get RAM in order from 0x40000000; the kernel learns them from the device tree's
+/// `numa-node-id`s.
 extension Oracle {
-    /// Node i's RAM on `virt` ([0x40000000, +memory) when the guest has no NUMA nodes).
-    static func virtNodes(_ machine: MachineSpec) -> [AddressRange] {
-        var start = GuestMemoryMap.virtRAMBase
-        let sizes = machine.numaNodes.isEmpty ? [machine.memory] : machine.numaNodes
-        return sizes.map { size in
-            defer { start &+= size.bytes }
-            return AddressRange(start, start &+ size.bytes)
-        }
-    }
-
-    /// The band each node loses at its top before dma_contiguous_reserve. Below the end of the node's highest free
-    /// range go its small early allocations (page tables, the unflattened device tree, node and zone data: a few
-    /// hundred KiB, seen with memblock=debug), and below them, 2 MiB aligned, sparse_init's memory map of that node
-    /// (2 MiB of `struct page` per 128 MiB section; allocated on the node itself).
-    static func arm64Bands(_ machine: MachineSpec, free: [AddressRange]) -> [AddressRange] {
-        virtNodes(machine).compactMap { node in
-            guard let top = free.last(where: { $0.start < node.end && $0.end > node.start }).map({ min($0.end, node.end) }) else { return nil }
-            let sections = (node.size + (128 * mib - 1)) / (128 * mib)
-            let memmapEnd = (top &- 1) & ~(2 * mib - 1)
-            return AddressRange(memmapEnd &- min(memmapEnd, sections * 2 * mib), top)
-        }
-    }
-
     /// dma_numa_cma_reserve on 6.12 with DMA_NUMA_CMA: for each online node, `pernuma<nid>` then `numa<nid>`, each
     /// with cma_declare_contiguous_nid on that node (top-down inside it; bottom-up from 4 GiB first when RAM reaches
     /// 4 GiB + size). Adds the areas to `taken` and to `p.nodeAreas` / `p.nodeFailures`.
@@ -44,7 +21,7 @@ extension Oracle {
             }
         }
         guard (pernuma ?? 0) > 0 || !numa.isEmpty else { return }
-        let nodes = virtNodes(input.machine)
+        let nodes = virtNodes(input.machine, ram: ram)
         var areas: [PredictedArea] = [], failures: [PredictedArea] = []
         let suffix = printsNode(v)
         func place(_ name: String, _ requested: UInt64, nid: Int) {

@@ -91,6 +91,7 @@ public enum OracleRuntime {
         var input = OracleInput(version: version, config: config, machine: plan.machine, commandLine: plan.effectiveCommandLine,
                                 initrdSize: initrdSize, kernelImage: kernelImage(kernel))
         input.deviceTree = plan.deviceTree
+        input.deviceTreeBlobSize = plan.deviceTreeBlob.flatMap { (try? FileManager.default.attributesOfItem(atPath: $0))?[.size] as? NSNumber }?.uint64Value
         return input
     }
 

@@ -53,10 +53,10 @@ import Testing
     }
 
     @Test(arguments: [
-        ("name: x\narch: arm64\nbuild: {debian-source: a}\n",
-         "/i/x.yaml:2:7: at `arch`: `arm64` is not an architecture cmalab knows; use one of: x86_64"),
+        ("name: x\narch: riscv64\nbuild: {debian-source: a}\n",
+         "/i/x.yaml:2:7: at `arch`: `riscv64` is not an architecture cmalab knows; use one of: x86_64, arm64"),
         ("name: x\narch: X86_64\nprebuilt: {kernel: k, config: c}\n",
-         "/i/x.yaml:2:7: at `arch`: `X86_64` is not an architecture cmalab knows; use one of: x86_64"),
+         "/i/x.yaml:2:7: at `arch`: `X86_64` is not an architecture cmalab knows; use one of: x86_64, arm64"),
     ])
     func unknownArchSaysWhereAndWhat(yaml: String, message: String) {
         #expect(throws: InputError.self) { try ImageDefinition.parse(yaml, file: "/i/x.yaml") }

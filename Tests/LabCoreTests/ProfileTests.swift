@@ -48,7 +48,7 @@ import Testing
     }
 
     static let badProfiles: [(String, String)] = [
-        ("name: x\nmachin: {memory: 4G}\n", "x.yaml:2:1: unknown key `machin` (did you mean `machine`?); allowed keys: name, description, image, machine, cmdline, timeout, expect, steps"),
+        ("name: x\nmachin: {memory: 4G}\n", "x.yaml:2:1: unknown key `machin` (did you mean `machine`?); allowed keys: name, description, image, machine, device-tree, cmdline, timeout, expect, steps"),
         ("name: x\nmachine: {memory: 4Q}\n", "x.yaml:2:19: at `machine.memory`: invalid size '4Q': expected digits with an optional K, M, G or T suffix (for example 4G, 512M, 0x40000000)"),
         ("name: x\nmachine: {cpus: 0}\n", "x.yaml:2:17: at `machine.cpus`: 0 is out of range: allowed 1...64"),
         ("name: x\nmachine: {type: arm}\n", "x.yaml:2:17: at `machine.type`: `arm` is not allowed; use one of: pc, q35"),
