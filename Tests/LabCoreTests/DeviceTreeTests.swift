@@ -203,7 +203,8 @@ import Testing
             "Reserved memory: created CMA memory pool at 0xnothex, size 64 MiB",
             "Reserved memory: created CMA memory pool at 0x0000000070000000, size 64 GiB",
             "Reserved memory: bypass linux,cma node",
-            // x86 prints node lines too, from the SRAT: no `Machine model:` before them, so they are not taken here.
+            // On a device-tree machine every memory node line counts, before or after `Machine model:` (real arm64
+            // consoles print the model after them).
             "  node   0: [mem 0x0000000000001000-0x000000000009efff]",
             "Machine model: linux,dummy-virt",
             "Machine model: second",
@@ -213,6 +214,10 @@ import Testing
         ])
         #expect(f.deviceTree.regions.isEmpty && f.deviceTree.pools.isEmpty && f.deviceTree.bypassed.isEmpty)
         #expect(f.deviceTree.model == "linux,dummy-virt")
-        #expect(f.nodeMemory == [NodeMemoryRange(node: 2, start: 0x4000_0000, end: 0x7fff_ffff)])
+        #expect(f.nodeMemory == [NodeMemoryRange(node: 0, start: 0x1000, end: 0x9_efff), NodeMemoryRange(node: 2, start: 0x4000_0000, end: 0x7fff_ffff)])
+        // x86 prints the same lines, but its nodes come from the SRAT: without `Machine model:` they are not taken.
+        let x86 = KernelLogParser.facts(from: ["BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
+                                               "Early memory node ranges", "  node   0: [mem 0x0000000000001000-0x000000000009efff]"])
+        #expect(x86.nodeMemory.isEmpty && x86.deviceTree.isEmpty)
     }
 }
