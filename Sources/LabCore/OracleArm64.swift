@@ -194,13 +194,20 @@ extension Oracle {
         let dtb = virtDeviceTreeBlob(after: initrd?.end ?? kernel.reserved.end, fileSize: input.deviceTreeBlobSize)
         taken.append((dtb, "the device tree blob"))
         p.assumptions.append("the kernel reserves \(kernel.reserved), the initrd \(initrd.map(\.description) ?? "(none)"), the device tree blob \(dtb) (\(input.deviceTreeBlobSize == nil ? "QEMU's own 1 MiB tree" : "the -dtb file, as QEMU loads it"))")
+        // The cma= family's parameters the kernel does not know (numa_cma= before 6.6, ...) go to init.
+        var family = p
+        _ = otherAreas(input, into: &family)
+        p.unknownParameters += family.unknownParameters
         let dt = arm64ReservedMemory(input.deviceTree, ram: ram, align: align, slots: areaSlots(v, config), bypass: state.size != nil,
                                      taken: &taken, into: &p)
         let pools = dt.pools
         p.deviceTreePools = pools
 
         // 2. Early allocations and each node's memory map.
-        taken += arm64EarlyAllocations(free: freeRanges([ram], minus: taken.map(\.0)), nodes: virtNodes(input.machine, ram: ram))
+        // A kernel without CONFIG_NUMA sees one node whatever QEMU's `-numa` says.
+        var machine = input.machine
+        if !(config?.isEnabled("NUMA") ?? true) { machine.numaNodes = [] }
+        taken += arm64EarlyAllocations(free: freeRanges([ram], minus: taken.map(\.0)), nodes: virtNodes(machine, ram: ram))
 
         // 3. dma_contiguous_reserve: first the per-node areas (OracleArm64Nodes.swift).
         arm64NodeAreas(input, ram: ram, align: align, taken: &taken, into: &p)
@@ -313,7 +320,9 @@ extension Oracle {
         if seen.count != pools.count {
             diffs.append("device-tree pools: predicted \(pools.count) (\(pools.map { "\($0.name) at \(hex($0.baseMin))" }.joined(separator: ", "))), observed \(seen.count)")
         } else {
-            for (a, r) in zip(pools, seen) {
+            // 6.12 sets each dynamic pool up as it places it; 6.1 sets them all up afterwards in address order. Compare
+            // by address, whatever order the kernel printed them in.
+            for (a, r) in zip(pools.sorted { $0.baseMin < $1.baseMin }, seen.sorted { $0.base < $1.base }) {
                 if r.sizeMiB != a.sizeMiB { diffs.append("pool \(a.name): predicted \(a.sizeMiB) MiB, observed \(r.sizeMiB) MiB") }
                 if r.base != a.baseMin { diffs.append("pool \(a.name): predicted base \(hex(a.baseMin)), observed \(hex(r.base))") }
             }
