@@ -96,7 +96,11 @@ public enum Architecture: String, Sendable, Hashable, CaseIterable, Codable, Cus
     /// The kernel parameters that put the console on `consoleDevice`, in the order they are added.
     public var consoleParameters: [(key: String, value: String?)] {
         switch self {
-        case .x86_64, .arm64: return [("console", consoleDevice)]
+        case .x86_64: return [("console", consoleDevice)]
+        // `earlycon` (the PL011 that /chosen/stdout-path names) prints from the first line: the PL011 console driver
+        // registers only at device_initcall, after CMA activates its areas, so a panic there (a fixed area outside
+        // RAM) would otherwise reach the console as nothing at all.
+        case .arm64: return [("console", consoleDevice), ("earlycon", nil)]
         }
     }
 

@@ -18,10 +18,10 @@ extension Integration {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try IT.runCLI(["run", "Profiles/arm64", "--accel", "tcg", "--json", dir + "/r.json", "--html", dir + "/r.html"])
         #expect(r.status == 0, "stdout:\n\(r.stdout)\nstderr:\n\(r.stderr)")
-        #expect(r.stdout.hasSuffix("8 passed, 0 failed, 0 errors\n"))
-        #expect(r.stdout.contains("oracle: 8 of 8 predictions held"))
+        #expect(r.stdout.hasSuffix("9 passed, 0 failed, 0 errors\n"))
+        #expect(r.stdout.contains("oracle: 9 of 9 predictions held"))
         let (verdicts, _) = try Report.decodeResults(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))))
-        #expect(verdicts.count == 8 && verdicts.allSatisfy { $0.kind == .pass && $0.image == "cma-6.12-arm64" })
+        #expect(verdicts.count == 9 && verdicts.allSatisfy { $0.kind == .pass && $0.image == "cma-6.12-arm64" })
 
         // The machine is arm64 `virt`, and its RAM starts at 0x40000000.
         let seed = try #require(verdicts.first { $0.profile == "arm64-seed" }?.observations)
@@ -33,6 +33,10 @@ extension Integration {
         let numa = try #require(verdicts.first { $0.profile == "arm64-numa-per-node" }?.observations)
         #expect(numa.boot.nodeMemory.map(\.node) == [0, 1])
         #expect(numa.boot.reserved.map(\.node) == [0, 1, -1])
+
+        // An expected crash before the PL011 console is up, seen through earlycon: a kernel crash, not an error.
+        let crash = try #require(verdicts.first { $0.profile == "arm64-fixed-below-ram-crash" }?.observations)
+        #expect(crash.ending == .kernelCrash && crash.crash?.panicLine?.contains("Attempted to kill init") == true)
 
         // A device-tree pool: its line, its debugfs area named after the node, alloc and free on it.
         let pool = try #require(verdicts.first { $0.profile == "dt-default-pool" })

@@ -176,7 +176,7 @@ import Testing
         #expect(f.nodeMemory == [NodeMemoryRange(node: 0, start: 0x4000_0000, end: 0x5fff_ffff),
                                  NodeMemoryRange(node: 0, start: 0x6000_0000, end: 0x60ff_ffff),
                                  NodeMemoryRange(node: 0, start: 0x6100_0000, end: 0xbfff_ffff)])
-        #expect(f.commandLine == "console=ttyAMA0 panic=-1 dyndbg=\"file mm/cma.c +p\"")
+        #expect(f.commandLine == "console=ttyAMA0 earlycon panic=-1 dyndbg=\"file mm/cma.c +p\"")
     }
 
     @Test func bypassFailuresAndNumaNodes() throws {

@@ -129,7 +129,7 @@ enum Arm64Fixture {
         for b in boots {
             #expect(b.release.hasPrefix("6.12."), "\(b)")
             #expect(b.facts.deviceTree.model == "linux,dummy-virt", "\(b)")
-            let lab = "console=ttyAMA0 panic=-1 dyndbg=\"file mm/cma.c +p\""
+            let lab = "console=ttyAMA0 earlycon panic=-1 dyndbg=\"file mm/cma.c +p\""
             #expect(b.facts.commandLine == (b.cmdline.isEmpty ? lab : lab + " " + b.cmdline), "\(b)")
             // Each node's ranges (a no-map region splits one) add up to its size, from the RAM base on.
             let nodes = b.facts.nodeMemory
