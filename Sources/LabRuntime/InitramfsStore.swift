@@ -31,15 +31,16 @@ public final class InitramfsStore: @unchecked Sendable {
     public enum Init: Sendable {
         /// The cmalab agent binary at this path.
         case agent(String)
-        /// A shell script run by busybox sh.
-        case script(String)
+        /// A shell script run by busybox sh, on a guest of this architecture (its busybox).
+        case script(String, Architecture = .x86_64)
     }
 
     /// Returns the path of a cpio archive for `init`, building it on a cache miss. The busybox is the guest's: the
     /// host's /bin/busybox for an x86_64 agent, Debian's busybox-static for the agent's architecture otherwise
-    /// (the agent binary's ELF header says which; a script init is x86_64).
+    /// (the agent binary's ELF header says which; a script init says its own).
     public func ensure(_ initProgram: Init) throws(LabError) -> String {
         var architecture = Architecture.x86_64
+        if case .script(_, let arch) = initProgram { architecture = arch }
         if case .agent(let path) = initProgram, let head = FileHandle(forReadingAtPath: path).flatMap({ h in defer { try? h.close() }; return try? h.read(upToCount: 64) }).map({ [UInt8]($0) }), let arch = ELF64(head)?.architecture {
             architecture = arch
         }
@@ -55,8 +56,8 @@ public final class InitramfsStore: @unchecked Sendable {
                 throw LabError(.missingTool, "the guest agent \(path) is not built", hint: "run `make agent` (or set CMALAB_AGENT to a static cmalab-agent)")
             }
             h.update("agent:" + (try contentHash(path)))
-        case .script(let text):
-            h.update("script:" + text)
+        case .script(let text, let arch):
+            h.update("script:\(arch):" + text)
         }
         let dir = paths.cache + "/initramfs"
         let out = dir + "/\(h.finalize().hexString.prefix(32)).cpio"
@@ -84,7 +85,7 @@ public final class InitramfsStore: @unchecked Sendable {
             } else {
                 cpio.symlink("init", target: "/sbin/cmalab-agent")
             }
-        case .script(let text): cpio.file("init", contents: Array(("#!/bin/sh\n" + text + "\n").utf8), mode: 0o755)
+        case .script(let text, _): cpio.file("init", contents: Array(("#!/bin/sh\n" + text + "\n").utf8), mode: 0o755)
         }
         try Files.write(cpio.finish(), to: out)
         return out

@@ -122,7 +122,7 @@ public final class Lab: @unchecked Sendable {
     public func start(_ kernel: BuiltKernel, _ request: BootRequest, launcher: (any MachineLauncher)? = nil) throws(LabError) -> BootSession {
         let launcher = launcher ?? defaultLauncher
         let config = kernel.configPath.isEmpty ? nil : try? kernel.config()
-        let initrd = try launcher.initramfs(request.initScript.map { InitramfsStore.Init.script($0) } ?? .agent(paths.agentBinary(for: kernel.architecture)), lab: self)
+        let initrd = try launcher.initramfs(request.initScript.map { InitramfsStore.Init.script($0, kernel.architecture) } ?? .agent(paths.agentBinary(for: kernel.architecture)), lab: self)
         // libvirt guests are TCG (`<domain type='qemu'>`); the KVM probe is for the local QEMU backend.
         let (accel, notice): (Accelerator, String?)
         if case .libvirt = request.backend {
