@@ -43,8 +43,8 @@ public struct AddressWindow: Codable, Equatable, Sendable {
 }
 
 extension TwinPlan {
-    /// Where `virt` starts its RAM.
-    public static let virtRAMBase: UInt64 = 0x4000_0000
+    /// Where `virt` starts its RAM (GuestMemoryMap's constant).
+    public static var virtRAMBase: UInt64 { GuestMemoryMap.virtRAMBase }
     /// The least RAM QEMU boots a `virt` guest with here.
     static let minimumBoardMemory: UInt64 = 128 << 20
     /// The size of the stand-in for a default pool the board's `cma=` bypassed (the log does not say its size).
@@ -164,8 +164,7 @@ extension TwinPlan {
 
         var spec = MachineSpec(memory: ByteSize(bytes: memory), type: .virt, architecture: .arm64)
         spec.cpus = 1
-        let map = [MemoryRange(start: virtRAMBase, end: virtRAMBase + memory - 1, type: "usable")]
-        return TwinPlan(machine: spec, lowMemory: memory, parameters: [], map: map, notes: notes,
+        return TwinPlan(machine: spec, lowMemory: memory, parameters: [], map: GuestMemoryMap.virt(memory: memory).e820, notes: notes,
                         deviceTree: DeviceTree(reservedMemory: nodes), window: window)
     }
 

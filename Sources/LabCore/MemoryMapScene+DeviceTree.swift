@@ -4,7 +4,7 @@
 /// like any CMA area (their debugfs areas carry the node's name).
 extension MemoryMapScene {
     /// Where QEMU's `virt` loads an arm64 Image (RAM base + 2 MiB; KernelImageInfo.arm64Header).
-    public static let arm64KernelLoadAddress: UInt64 = 0x4020_0000
+    public static let arm64KernelLoadAddress: UInt64 = GuestMemoryMap.virtRAMBase + (2 << 20)
 
     /// Regions from memory node ranges (inclusive ends) and `OF: reserved mem:` regions, with the addresses below and
     /// between them named as having no RAM (on `virt`, the board's devices sit below 0x40000000).

@@ -216,9 +216,7 @@ extension Oracle {
             size = s; base = state.base; limitCmdline = state.limit
             p.reasoning.append("`cma=` gives size \(ByteSize(bytes: s))\(state.base != 0 || state.limit != 0 ? ", base \(hex(state.base)), limit \(hex(state.limit))" : "")")
         } else {
-            var map = GuestMemoryMap.virt(memory: memory)
-            map.e820 = [MemoryRange(start: ram.start, end: ram.end - 1, type: "usable")]
-            size = defaultSize(config, map: map, into: &p)
+            size = defaultSize(config, map: GuestMemoryMap.virt(memory: memory), into: &p)
         }
         if let d = dt.defaultPool {
             p.outcome = .reserved
