@@ -52,11 +52,11 @@ extension KernelStore {
         if Files.exists(module) { return module }
         let started = Date()
         progress.begin("building the DMA test driver for \(kernel.name)")
-        let make = ["make", "-C", tree] + Self.makeVariables(ccache: ChildProcess.findExecutable("ccache") != nil, architecture: kernel.architecture)
+        let make = ["make", "-C", tree] + Self.makeVariables(ccache: KernelCompiler.wrapsWithCcache, architecture: kernel.architecture)
         if !Files.exists(tree + "/Module.symvers") {
             // The kernel build made bzImage only; modpost writes the symbol list external modules link against.
             progress.update("make modules in \(Path.basename(tree)) (Module.symvers)")
-            do { _ = try runCapturing(make + ["-j\(jobs)", "modules"]) } catch {
+            do { _ = try runCapturing(make + ["-j\(jobs)", "modules"], environment: KernelCompiler.environment()) } catch {
                 progress.end("the DMA test driver did not build for \(kernel.name)")
                 throw LabError(.build, "`make modules` in \(tree) failed: \(error.message)")
             }
@@ -67,7 +67,7 @@ extension KernelStore {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: driverSource)) ?? [] where !name.hasPrefix(".") {
             try Files.copy(driverSource + "/" + name, to: work + "/" + name)
         }
-        do { _ = try runCapturing(make + ["M=\(work)", "modules"]) } catch {
+        do { _ = try runCapturing(make + ["M=\(work)", "modules"], environment: KernelCompiler.environment()) } catch {
             progress.end("the DMA test driver did not build for \(kernel.name)")
             throw LabError(.build, "building the DMA test driver against \(tree) failed: \(error.message)")
         }

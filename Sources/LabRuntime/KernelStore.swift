@@ -240,8 +240,7 @@ public final class KernelStore: @unchecked Sendable {
         try Files.mkdirs(out)
         let log = out + "/build.log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let useCcache = ChildProcess.findExecutable("ccache") != nil
-        let make = ["make", "-C", source, "O=\(out)"] + Self.makeVariables(ccache: useCcache, architecture: image.architecture)
+        let make = ["make", "-C", source, "O=\(out)"] + Self.makeVariables(ccache: KernelCompiler.wrapsWithCcache, architecture: image.architecture)
 
         try runLogged(make + [image.baseConfig], log: log, step: "make \(image.baseConfig)")
         if !image.fragments.isEmpty {
@@ -273,7 +272,7 @@ public final class KernelStore: @unchecked Sendable {
         try runLogged(make + ["-j\(jobs)", arch.kernelMakeTarget], log: log, step: "make \(arch.kernelMakeTarget)")
         let kernel = try store(image, recipe: recipe, key: key, kernelImage: out + "/" + arch.kernelImagePath, config: out + "/.config",
                                buildLog: log, extraMeta: ["source=\(sourceID)", "build-seconds=\(Int(Date().timeIntervalSince(started)))",
-                                                          "ccache=\(useCcache)"] + (warmFrom.map { ["warm-from=\($0)"] } ?? []))
+                                                          "ccache=\(KernelCompiler.metaValue)"] + (warmFrom.map { ["warm-from=\($0)"] } ?? []))
         progress.end("built \(image.name) in \(Self.duration(Date().timeIntervalSince(started))) -> \(kernel.kernel)")
         return kernel
     }
@@ -313,7 +312,8 @@ public final class KernelStore: @unchecked Sendable {
         defer { try? logHandle.close() }
         logHandle.seekToEndOfFile()
         logHandle.write(Data("$ \(argv.map(shellQuote).joined(separator: " "))\n".utf8))
-        let p = try ChildProcess(argv, workingDirectory: workingDirectory, stdout: .pipe, stderr: .pipe)
+        let p = try ChildProcess(argv, environment: KernelCompiler.environment(), workingDirectory: workingDirectory,
+                                 stdout: .pipe, stderr: .pipe)
         var fds = [pollfd(fd: p.stdoutFD, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: p.stderrFD, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: Signals.fd, events: Int16(POLLIN), revents: 0)]
