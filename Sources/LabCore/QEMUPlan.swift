@@ -158,8 +158,8 @@ public struct QEMUPlan: Equatable, Sendable {
     public var deviceTree = DeviceTree()
 
     /// The user's command line plus what the lab needs: the console (ttyS0 on x86_64), panic=-1 so a panic ends
-    /// QEMU at once (with -no-reboot), the agent transport hint, and on `pc` `pci=noacpi`. A user's own
-    /// value always wins.
+    /// QEMU at once (with -no-reboot), `Architecture.fastBootParameters`, the agent transport hint, and on `pc`
+    /// `pci=noacpi`. A user's own value always wins.
     ///
     /// `pci=noacpi`: under TCG the ACPI interpreter is slow. On i440FX, scanning PCI through ACPI costs
     /// ~0.1 s per boot, and enabling the virtio-serial device's interrupt link through ACPI (`ACPI:
@@ -170,6 +170,7 @@ public struct QEMUPlan: Equatable, Sendable {
         var line = KernelCommandLine()
         for p in machine.architecture.consoleParameters { line.append(p.key, p.value) }
         line.append("panic", "-1")
+        for p in machine.architecture.fastBootParameters { line.append(p.key, p.value) }
         if agentSocket != nil, agentTransport == .uart { line.append("cmalab.channel", "uart") }
         if machine.type == .pc { line.append("pci", "noacpi") }
         var user = commandLine
@@ -212,7 +213,7 @@ public struct QEMUPlan: Equatable, Sendable {
     /// guest's memory and CPUs, and so the device tree QEMU builds (`dumpDeviceTreeArguments` asks the same).
     public func machineArguments() -> [String] {
         var a: [String] = []
-        a += ["-machine", "\(machine.type.rawValue),accel=\(accelerator.rawValue)" + (machine.lowMemory.map { ",max-ram-below-4g=\($0.bytes)" } ?? "")]
+        a += ["-machine", "\(machine.type.rawValue),accel=\(accelerator.rawValue)" + machine.architecture.machineProperties + (machine.lowMemory.map { ",max-ram-below-4g=\($0.bytes)" } ?? "")]
         if let cpu = machine.cpuModel ?? machine.architecture.defaultCPU { a += ["-cpu", cpu] }
         a += ["-smp", "\(machine.cpus)"]
         a += ["-m", "\(machine.memory.mebibytes)M"]

@@ -83,13 +83,13 @@ import Testing
         return p
     }
 
-    /// The whole argv of a seed boot, as cmalab produced it before guests had an architecture.
+    /// The whole argv of a seed boot, as before guests had an architecture, plus the fast-boot options (issue 20).
     @Test func planArgvIsUnchanged() {
         let expected = [
             "qemu-system-x86_64", "-name", "run-1", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-machine", "pc,accel=tcg", "-smp", "2", "-m", "4096M",
+            "-machine", "pc,accel=tcg,i8042=off", "-smp", "2", "-m", "4096M",
             "-object", "memory-backend-ram,id=ram0,size=4096M,reserve=off", "-machine", "memory-backend=ram0",
-            "-kernel", "/k/bzImage", "-initrd", "/k/initrd.cpio", "-append", "console=ttyS0 panic=-1 pci=noacpi cma=1G@1-2G",
+            "-kernel", "/k/bzImage", "-initrd", "/k/initrd.cpio", "-append", "console=ttyS0 panic=-1 pty.legacy_count=0 reboot=t pci=noacpi cma=1G@1-2G",
             "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
             "-chardev", "socket,id=agent,path=/tmp/x/agent.sock,server=on,wait=off",
             "-device", "virtio-serial-pci,id=vser0", "-device", "virtserialport,bus=vser0.0,chardev=agent,name=org.cmalab.agent.0",
@@ -106,9 +106,9 @@ import Testing
         p.agentTransport = .uart
         #expect(p.arguments() == [
             "qemu-system-x86_64", "-name", "run-1", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-machine", "q35,accel=tcg", "-smp", "1", "-m", "2048M",
+            "-machine", "q35,accel=tcg,i8042=off", "-smp", "1", "-m", "2048M",
             "-object", "memory-backend-ram,id=ram0,size=2048M,reserve=off", "-machine", "memory-backend=ram0",
-            "-kernel", "/k/bzImage", "-initrd", "/k/initrd.cpio", "-append", "console=ttyS0 panic=-1 cmalab.channel=uart cma=1G@1-2G",
+            "-kernel", "/k/bzImage", "-initrd", "/k/initrd.cpio", "-append", "console=ttyS0 panic=-1 pty.legacy_count=0 reboot=t cmalab.channel=uart cma=1G@1-2G",
             "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
             "-chardev", "socket,id=agent,path=/tmp/x/agent.sock,server=on,wait=off", "-serial", "chardev:agent",
         ])

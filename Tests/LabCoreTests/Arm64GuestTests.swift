@@ -65,7 +65,7 @@ import Testing
             "-machine", "virt,accel=tcg", "-cpu", "cortex-a53", "-smp", "1", "-m", "2048M",
             "-object", "memory-backend-ram,id=ram0,size=2048M,reserve=off", "-machine", "memory-backend=ram0",
             "-dtb", "/runs/r/device-tree.dtb",
-            "-kernel", "/k/Image", "-initrd", "/k/initrd.cpio", "-nic", "none", "-append", "console=ttyAMA0 earlycon panic=-1 cma=64M",
+            "-kernel", "/k/Image", "-initrd", "/k/initrd.cpio", "-nic", "none", "-append", "console=ttyAMA0 earlycon panic=-1 pty.legacy_count=0 cma=64M",
             "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
             "-chardev", "socket,id=agent,path=/tmp/x/agent.sock,server=on,wait=off",
             "-device", "virtio-serial-pci,id=vser0", "-device", "virtserialport,bus=vser0.0,chardev=agent,name=org.cmalab.agent.0",

@@ -18,13 +18,13 @@ import Testing
         let a = plan().arguments()
         #expect(a.first == "qemu-system-x86_64")
         #expect(a.contains("-no-reboot") && a.contains("-nodefaults"))
-        #expect(values(a, "-machine") == ["pc,accel=tcg", "memory-backend=ram0"])
+        #expect(values(a, "-machine") == ["pc,accel=tcg,i8042=off", "memory-backend=ram0"])
         #expect(values(a, "-m") == ["4096M"])
         #expect(values(a, "-smp") == ["2"])
         #expect(values(a, "-object") == ["memory-backend-ram,id=ram0,size=4096M,reserve=off"])
         #expect(values(a, "-kernel") == ["/k/bzImage"])
         #expect(values(a, "-initrd") == ["/k/initrd.cpio"])
-        #expect(values(a, "-append") == ["console=ttyS0 panic=-1 pci=noacpi cma=1G@1-2G"])
+        #expect(values(a, "-append") == ["console=ttyS0 panic=-1 pty.legacy_count=0 reboot=t pci=noacpi cma=1G@1-2G"])
         #expect(values(a, "-serial") == ["chardev:console"])
         #expect(values(a, "-device") == ["virtio-serial-pci,id=vser0", "virtserialport,bus=vser0.0,chardev=agent,name=org.cmalab.agent.0"])
         #expect(values(a, "-chardev").contains("socket,id=agent,path=/tmp/x/agent.sock,server=on,wait=off"))
@@ -46,17 +46,17 @@ import Testing
         #expect(p.effectiveCommandLine.value(of: "pci") == nil)
         p.machine.type = .pc
         p.commandLine = "pci=nomsi cma=64M"
-        #expect(p.effectiveCommandLine.description == "console=ttyS0 panic=-1 pci=nomsi cma=64M")
+        #expect(p.effectiveCommandLine.description == "console=ttyS0 panic=-1 pty.legacy_count=0 reboot=t pci=nomsi cma=64M")
         // Also without the agent (an --init script, the benchmark's bare boot): the same kernel command line.
         p.agentSocket = nil
         p.commandLine = "cma=64M"
-        #expect(p.effectiveCommandLine.description == "console=ttyS0 panic=-1 pci=noacpi cma=64M")
+        #expect(p.effectiveCommandLine.description == "console=ttyS0 panic=-1 pty.legacy_count=0 reboot=t pci=noacpi cma=64M")
     }
 
     @Test func userParametersOverrideTheLabDefaults() {
         var p = plan()
-        p.commandLine = "console=ttyS1 panic=10 cma=64M"
-        #expect(p.effectiveCommandLine.description == "pci=noacpi console=ttyS1 panic=10 cma=64M")
+        p.commandLine = "console=ttyS1 panic=10 cma=64M reboot=a pty.legacy_count=4"
+        #expect(p.effectiveCommandLine.description == "pci=noacpi console=ttyS1 panic=10 cma=64M reboot=a pty.legacy_count=4")
     }
 
     @Test func hugeGuestsAreBackedOnTouch() {
@@ -71,7 +71,7 @@ import Testing
         let a = p.arguments()
         #expect(values(a, "-object") == ["memory-backend-ram,id=ram0,size=4096M,reserve=off", "memory-backend-ram,id=ram1,size=4096M,reserve=off"])
         #expect(values(a, "-numa") == ["node,nodeid=0,memdev=ram0,cpus=0", "node,nodeid=1,memdev=ram1,cpus=1"])
-        #expect(values(a, "-machine") == ["pc,accel=tcg"])
+        #expect(values(a, "-machine") == ["pc,accel=tcg,i8042=off"])
     }
 
     @Test func validationNamesTheProblem() {
@@ -96,7 +96,7 @@ import Testing
         p.accelerator = .kvm
         p.agentSocket = nil
         let a = p.arguments()
-        #expect(values(a, "-machine").first == "pc,accel=kvm")
+        #expect(values(a, "-machine").first == "pc,accel=kvm,i8042=off")
         #expect(!a.contains("-device"))
     }
 
