@@ -37,6 +37,11 @@ public final class MatrixRunner: @unchecked Sendable {
     public var onEvent: (@Sendable (MatrixEvent) -> Void)?
     /// Starts each cell's machine (default: the lab's, QEMU or libvirt by backend).
     public var launcher: any MachineLauncher
+    /// Names each run directory after its cell id (`profile@image`, the matrix's way); false keeps
+    /// ProfileRunner's `profile-image` names, as `cmalab run` has always written them.
+    public var runsNamedByCell = true
+    /// Each guest's console lines (`cmalab run --console`, which runs one cell at a time).
+    public var onConsoleLine: (@Sendable (String) -> Void)?
 
     public init(lab: Lab, jobs: Int) { self.lab = lab; self.jobs = max(1, jobs); launcher = lab.defaultLauncher }
 
@@ -104,7 +109,8 @@ public final class MatrixRunner: @unchecked Sendable {
                 let runner = ProfileRunner(lab: self.lab)
                 runner.accel = resolved
                 runner.backend = self.backends.isEmpty ? .qemu : self.backends[(order.firstIndex(of: i) ?? i) % self.backends.count]
-                runner.runName = cell.id
+                if self.runsNamedByCell { runner.runName = cell.id }
+                runner.onConsoleLine = self.onConsoleLine
                 runner.launcher = self.launcher
                 v = runner.run(cell.profile, image: cell.image)
             }

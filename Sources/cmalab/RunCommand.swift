@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LabCore
 import LabRuntime
+import Synchronization
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,8 +26,11 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: "Accelerator: auto, kvm or tcg.")
     var accel: AccelChoice = .auto
 
-    @Flag(name: .long, help: "Stream each guest's console.")
+    @Flag(name: .long, help: "Stream each guest's console (one profile at a time).")
     var console = false
+
+    @Option(name: .long, help: "Profile runs at once (default: the number of cores; 1 with --console). Verdicts print as runs finish, longest runs start first.")
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @OptionGroup var backendOptions: BackendOptions
 
@@ -37,20 +41,30 @@ struct RunCommand: ParsableCommand {
             let list = try ProfileLoader.load(profiles, defaultDirectory: lab.paths.profilesDirectory)
             guard !list.isEmpty else { throw LabError(.input, "no profiles found", hint: "pass profile files or a folder of .yaml files") }
             for p in list { for w in p.warnings { printErr("cmalab: \(p.file): warning: \(w)") } }
-            let runner = ProfileRunner(lab: lab)
+            guard jobs >= 1 else { throw LabError(.input, "--jobs must be at least 1", hint: "e.g. --jobs 2") }
+            let cells = list.flatMap { p in (image.isEmpty ? [p.imageName] : image).map { MatrixCell(image: $0, profile: p, memoryAxis: nil, extraCommandLine: "") } }
+            // The matrix's runner, without its naming: each cell is one profile run, `jobs` at a time.
+            let runner = MatrixRunner(lab: lab, jobs: console ? 1 : jobs)
             runner.accel = accel
-            runner.backend = try backendOptions.single()
+            runner.backends = [try backendOptions.single()]
+            runner.runsNamedByCell = false
             if console { runner.onConsoleLine = { FileHandle.standardError.write(Data(("  | " + $0 + "\n").utf8)) } }
             let started = Date()
-            var verdicts: [Verdict] = []
-            let cells = list.flatMap { p in (image.isEmpty ? [p.imageName] : image).map { (p, $0) } }
-            for (i, (profile, img)) in cells.enumerated() {
-                printErr("[\(i + 1)/\(cells.count)] \(profile.name) on \(img) ...")
-                let v = runner.run(profile, image: img)
-                let why = v.error ?? v.failedChecks.first.map { "\($0.name): expected \($0.expected), observed \($0.observed)" } ?? ""
-                printErr("[\(i + 1)/\(cells.count)] \(v.kind.rawValue.uppercased()) \(profile.name) on \(img) in \(String(format: "%.1f", v.seconds)) s\(why.isEmpty ? "" : ": \(why)")")
-                verdicts.append(v)
+            let total = cells.count
+            let done = Mutex(0)
+            runner.onEvent = { event in
+                switch event {
+                case .cellStarted(let c): printErr("[\(c.profile.name) on \(c.image)] ...")
+                case .cellFinished(let c, let v):
+                    let n = done.withLock { $0 += 1; return $0 }
+                    let why = v.error ?? v.failedChecks.first.map { "\($0.name): expected \($0.expected), observed \($0.observed)" } ?? ""
+                    printErr("[\(n)/\(total)] \(v.kind.rawValue.uppercased()) \(c.profile.name) on \(c.image) in \(String(format: "%.1f", v.seconds)) s\(why.isEmpty ? "" : ": \(why)")")
+                case .imageBuilt(let name, let seconds, let cached):
+                    if !cached { printErr(String(format: "cmalab: image %@ built in %.1f s", name, seconds)) }
+                case .imageFailed(let name, let message): printErr("cmalab: image \(name): FAILED: \(message)")
+                }
             }
+            let verdicts = try runner.run(cells, imageFailures: runner.buildImages(for: cells))
             try results.report(verdicts, started: started, accel: accel, title: "cmalab run: \(verdicts.count) profile run(s)")
             printErr(String(format: "cmalab: %d run(s) in %.1f s; run directories under %@", verdicts.count, Date().timeIntervalSince(started), lab.paths.runs))
             var usage = rusage()

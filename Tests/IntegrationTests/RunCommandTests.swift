@@ -18,6 +18,8 @@ extension Integration {
         let r = try IT.runCLI(["run", "--accel", "tcg", "--json", dir + "/r.json", "--junit", dir + "/r.xml"])
         #expect(r.status == 0, "stdout:\n\(r.stdout)\nstderr:\n\(r.stderr)")
         #expect(r.stdout.hasSuffix("20 passed, 0 failed, 0 errors\n"))
+        // Two at a time on this machine's cores; each verdict is printed as its run finishes.
+        #expect(r.stderr.contains("[20/20] PASS "), "stderr:\n\(r.stderr)")
 
         let (verdicts, meta) = try Report.decodeResults(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))))
         #expect(meta.accelerator == "tcg")
@@ -106,6 +108,12 @@ extension Integration {
         #expect(r.status == 1)
         #expect(r.stdout.contains("preflight: image nocma-6.12 has no CONFIG_CMA (the profile needs it: its alloc/free steps need CMA areas)"))
         #expect(r.seconds < 10)
+    }
+
+    @Test func jobsMustBeAtLeastOne() throws {
+        let r = try IT.runCLI(["run", "Profiles/seed-1g-at-1-2g.yaml", "--jobs", "0"])
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("--jobs must be at least 1"), "\(r.stderr)")
     }
 
     @Test func reproduceScriptBootsTheSameKernel() throws {
