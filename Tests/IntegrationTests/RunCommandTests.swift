@@ -49,7 +49,7 @@ extension Integration {
         #expect(whole[1].attemptNanoseconds?.count == 3)
         let pinned = try #require(verdicts.first { $0.profile == "pressure-pinned-fails" }?.observations?.steps)
         #expect(pinned[1].attemptErrnos == [12, 12])
-        #expect(pinned[1].kernelMessages?.contains { $0.contains("alloc failed, req-size: 262144 pages, ret: -16") } == true)
+        #expect(pinned[1].kernelMessages?.contains { $0.contains("alloc failed, req-size: 131072 pages, ret: -16") } == true)
         #expect(pinned[3].status == 0)
         // The device's question: the seed's 32-bit device gets its 1024 MiB from the area below 4 GiB; with the
         // area at 4 GiB it gets nothing that large, a 64-bit device does; long-term pins do not block the area.

@@ -58,7 +58,7 @@ import LabTestKit
     }
 
     @Test func pressureLendsCMAAndMlockedPagesMigrate() throws {
-        let (v, _, _) = try Self.run(try Self.repoProfile("pressure-mlocked-migrates"), .cma1G())
+        let (v, _, _) = try Self.run(try Self.repoProfile("pressure-mlocked-migrates"), .cma512M())
         #expect(v.kind == .pass, "\(Self.failed(v))")
         let steps = try #require(v.observations?.steps)
         #expect(steps.map(\.kind) == [.pressure, .alloc, .release])
@@ -68,7 +68,7 @@ import LabTestKit
     }
 
     @Test func pinnedPressureMakesTheMeasuredAllocFailUntilReleased() throws {
-        let (v, _, _) = try Self.run(try Self.repoProfile("pressure-pinned-fails"), .cma1G())
+        let (v, _, _) = try Self.run(try Self.repoProfile("pressure-pinned-fails"), .cma512M())
         #expect(v.kind == .pass, "\(Self.failed(v))")
         let steps = try #require(v.observations?.steps)
         #expect(steps[1].attemptErrnos == [EBUSY, EBUSY])

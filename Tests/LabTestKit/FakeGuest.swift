@@ -106,6 +106,17 @@ public struct FakeGuest: Sendable {
         return g
     }
 
+    /// A 2 GiB pc guest with a 512 MiB area (`cma=512M`), as the pressure profiles boot it (the base the oracle
+    /// predicts and 6.12 prints: `cma: Reserved 512 MiB at 0x000000005fc00000 on node -1`).
+    public static func cma512M() -> FakeGuest {
+        var g = FakeGuest(areas: [FakeArea(basePFN: 0x5fc00, count: 131_072)],
+                          console: bootLog(cmaLine: "cma: Reserved 512 MiB at 0x000000005fc00000 on node -1", cmaReservedKiB: 524_288, cmdline: "cma=512M"))
+        g.memTotalKiB = 2_010_000
+        g.memFreeKiB = 1_900_000
+        g.cmdline += " cma=512M"
+        return g
+    }
+
     /// Lines of a real 6.12 boot (console-6.12-pc-4G-cma-1G@1-2G.log) around a CMA reservation.
     public static func bootLog(cmaLine: String, cmaReservedKiB: UInt64, cmdline: String) -> [String] {
         [
