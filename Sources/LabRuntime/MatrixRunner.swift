@@ -37,9 +37,10 @@ public final class MatrixRunner: @unchecked Sendable {
     public var onEvent: (@Sendable (MatrixEvent) -> Void)?
     /// Starts each cell's machine (default: the lab's, QEMU or libvirt by backend).
     public var launcher: any MachineLauncher
-    /// Names each run directory after its cell id (`profile@image`, the matrix's way); false keeps
-    /// ProfileRunner's `profile-image` names, as `cmalab run` has always written them.
-    public var runsNamedByCell = true
+    /// The matrix's way: each run directory is named after its cell id (`profile@image`) and each verdict
+    /// carries its cell (`Verdict.cellKey`: JSON `cellKey`, the JUnit case name). False gives `cmalab run`'s
+    /// results: ProfileRunner's `profile-image` run names and verdicts without a cell.
+    public var stampsCells = true
     /// Each guest's console lines (`cmalab run --console`, which runs one cell at a time).
     public var onConsoleLine: (@Sendable (String) -> Void)?
 
@@ -109,12 +110,12 @@ public final class MatrixRunner: @unchecked Sendable {
                 let runner = ProfileRunner(lab: self.lab)
                 runner.accel = resolved
                 runner.backend = self.backends.isEmpty ? .qemu : self.backends[(order.firstIndex(of: i) ?? i) % self.backends.count]
-                if self.runsNamedByCell { runner.runName = cell.id }
+                if self.stampsCells { runner.runName = cell.id }
                 runner.onConsoleLine = self.onConsoleLine
                 runner.launcher = self.launcher
                 v = runner.run(cell.profile, image: cell.image)
             }
-            v.cellKey = cell.key
+            if self.stampsCells { v.cellKey = cell.key }
             results.withLock { $0[i] = v }
             self.onEvent?(.cellFinished(cell, v))
         }

@@ -43,11 +43,11 @@ struct RunCommand: ParsableCommand {
             for p in list { for w in p.warnings { printErr("cmalab: \(p.file): warning: \(w)") } }
             guard jobs >= 1 else { throw LabError(.input, "--jobs must be at least 1", hint: "e.g. --jobs 2") }
             let cells = list.flatMap { p in (image.isEmpty ? [p.imageName] : image).map { MatrixCell(image: $0, profile: p, memoryAxis: nil, extraCommandLine: "") } }
-            // The matrix's runner, without its naming: each cell is one profile run, `jobs` at a time.
+            // The matrix's runner without its cell stamps: each cell is one profile run, `jobs` at a time.
             let runner = MatrixRunner(lab: lab, jobs: console ? 1 : jobs)
             runner.accel = accel
             runner.backends = [try backendOptions.single()]
-            runner.runsNamedByCell = false
+            runner.stampsCells = false
             if console { runner.onConsoleLine = { FileHandle.standardError.write(Data(("  | " + $0 + "\n").utf8)) } }
             let started = Date()
             let total = cells.count
