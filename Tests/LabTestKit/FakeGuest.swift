@@ -98,22 +98,22 @@ public struct FakeGuest: Sendable {
 
     /// A 2 GiB guest with a 64 MiB area (`cma=64M`), as Profiles/alloc-larger-than-area.yaml boots.
     public static func cma64M() -> FakeGuest {
-        var g = FakeGuest(areas: [FakeArea(basePFN: 0x7b800, count: 16_384)],
-                          console: bootLog(cmaLine: "cma: Reserved 64 MiB at 0x000000007b800000 on node -1", cmaReservedKiB: 65_536, cmdline: "cma=64M"))
-        g.memTotalKiB = 2_010_000
-        g.memFreeKiB = 1_900_000
-        g.cmdline += " cma=64M"
-        return g
+        twoGiB(cmdline: "cma=64M", basePFN: 0x7b800, pages: 16_384, cmaLine: "cma: Reserved 64 MiB at 0x000000007b800000 on node -1")
     }
 
     /// A 2 GiB pc guest with a 512 MiB area (`cma=512M`), as the pressure profiles boot it (the base the oracle
-    /// predicts and 6.12 prints: `cma: Reserved 512 MiB at 0x000000005fc00000 on node -1`).
+    /// predicts and 6.12 prints).
     public static func cma512M() -> FakeGuest {
-        var g = FakeGuest(areas: [FakeArea(basePFN: 0x5fc00, count: 131_072)],
-                          console: bootLog(cmaLine: "cma: Reserved 512 MiB at 0x000000005fc00000 on node -1", cmaReservedKiB: 524_288, cmdline: "cma=512M"))
+        twoGiB(cmdline: "cma=512M", basePFN: 0x5fc00, pages: 131_072, cmaLine: "cma: Reserved 512 MiB at 0x000000005fc00000 on node -1")
+    }
+
+    /// A 2 GiB guest with one area, `reserved`, of `pages` 4 KiB pages at `basePFN`, and its boot line.
+    static func twoGiB(cmdline: String, basePFN: UInt64, pages: UInt64, cmaLine: String) -> FakeGuest {
+        var g = FakeGuest(areas: [FakeArea(basePFN: basePFN, count: pages)],
+                          console: bootLog(cmaLine: cmaLine, cmaReservedKiB: pages * 4, cmdline: cmdline))
         g.memTotalKiB = 2_010_000
         g.memFreeKiB = 1_900_000
-        g.cmdline += " cma=512M"
+        g.cmdline += " " + cmdline
         return g
     }
 
