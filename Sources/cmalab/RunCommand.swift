@@ -57,7 +57,7 @@ struct RunCommand: ParsableCommand {
                 case .cellStarted(let c): printErr("[\(c.profile.name) on \(c.image)] ...")
                 case .cellFinished(let c, let v):
                     let n = done.withLock { $0 += 1; return $0 }
-                    let why = v.error ?? v.failedChecks.first.map { "\($0.name): expected \($0.expected), observed \($0.observed)" } ?? ""
+                    let why = v.error ?? v.failedChecks.first?.summary ?? ""
                     printErr("[\(n)/\(total)] \(v.kind.rawValue.uppercased()) \(c.profile.name) on \(c.image) in \(String(format: "%.1f", v.seconds)) s\(why.isEmpty ? "" : ": \(why)")")
                 case .imageBuilt(let name, let seconds, let cached):
                     if !cached { printErr(String(format: "cmalab: image %@ built in %.1f s", name, seconds)) }
