@@ -5,7 +5,7 @@ import LabProtocol
 @testable import LabRuntime
 
 /// The guest agent on a real cma-6.12 guest: meminfo, CMA areas, debugfs alloc/free, kmsg, exec.
-extension Integration {
+extension IntegrationSecondLane {
 @Suite struct AgentBootTests {
     func meminfo(_ agent: AgentClient) throws -> Meminfo { try agent.meminfo() }
     func areas(_ agent: AgentClient) throws -> [CMAArea] { try agent.cmaAreas() }

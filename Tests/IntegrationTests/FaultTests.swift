@@ -3,7 +3,7 @@ import Testing
 import LabCore
 @testable import LabRuntime
 
-extension Integration {
+extension IntegrationSecondLane {
 /// Faults and hostile guests, for real: each ends within its deadline with the right result kind, the
 /// console tail, and no QEMU left behind.
 @Suite struct FaultTests {

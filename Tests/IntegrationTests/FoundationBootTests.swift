@@ -15,7 +15,7 @@ extension Integration {
         let console = try IT.console(s)
         #expect(console.contains("cma: Reserved 1024 MiB at 0x"))
         #expect(console.contains("1048576K cma-reserved"))
-        #expect(IT.qemuProcesses().isEmpty)
+        #expect(IT.qemuProcesses(ofRuns: [s.run.path]).isEmpty)
     }
 
     @Test func fixedRegionInTheRamHolePanicsWithinSeconds() throws {
@@ -32,7 +32,7 @@ extension Integration {
             #expect(e.message.contains("BUG: unable to handle page fault"))
         }
         #expect(Date().timeIntervalSince(started) < 30)
-        #expect(IT.qemuProcesses().isEmpty)
+        #expect(IT.qemuProcesses(runNamed: "it-hole").isEmpty)
     }
 
     @Test func kernelWithoutCMAReservesNothing() throws {
@@ -82,7 +82,7 @@ extension Integration {
         let (again, _) = try AccelProbe(paths: paths).resolve(.auto, kernel: k.kernel)
         #expect(again == accel)
         #expect(Date().timeIntervalSince(started) < 1)   // cached per host and QEMU version
-        #expect(IT.qemuProcesses().isEmpty)
+        #expect(IT.qemuProcesses(runNamed: "kvm-probe").isEmpty)
     }
 }
 }

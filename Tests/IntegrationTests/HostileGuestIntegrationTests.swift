@@ -3,7 +3,7 @@ import Testing
 import LabCore
 @testable import LabRuntime
 
-extension Integration {
+extension IntegrationSecondLane {
 /// Issue 16's cases that need a real guest: a guest process lying on /dev/kmsg (#2), and the orphan reaper
 /// facing a live run whose cmalab binary was renamed and then deleted (#6). The rest of the issue's cases
 /// run against the stand-in QEMU (LabRuntimeTests/StandinQEMUTests.swift).

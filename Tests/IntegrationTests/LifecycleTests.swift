@@ -4,7 +4,7 @@ import LabCore
 import LabProtocol
 @testable import LabRuntime
 
-extension Integration {
+extension IntegrationSecondLane {
 /// cmalab's promise that QEMU never outlives it, and guests larger than the host.
 @Suite struct LifecycleTests {
     /// Starts `cmalab boot --exec 'sleep 300'` and returns once the agent is up (its ready line is on the

@@ -28,15 +28,19 @@ extension Integration {
             #expect(failing == out.answer.largestBytes + out.alignmentBytes)
             #expect(out.oracleAgrees == (out.oracle.largestBytes == out.answer.largestBytes))
 
+            var runs: [String] = []
             func reserves(_ bytes: UInt64) throws -> Bool {
                 let b = try IT.runCLI(["boot", "--image", "cma-6.12", "--memory", "1G", "--append", "cma=\(bytes >> 20)M@0-256M",
                                        "--report", "--quiet", "--accel", "tcg"])
                 #expect(b.status == 0, "stderr:\n\(b.stderr)")
+                runs += b.stderr.matches(of: /console log: (\S+)\/console\.log/).map { String($0.1) }
                 return b.stdout.contains("cma area reserved:")
             }
             #expect(try reserves(out.answer.largestBytes), "cma=\(out.answer.largestBytes >> 20)M@0-256M should reserve")
             #expect(try !reserves(failing), "cma=\(failing >> 20)M@0-256M should not reserve")
-            #expect(IT.qemuProcesses().isEmpty)
+            #expect(runs.count == 2)
+            #expect(IT.qemuProcesses(ofRuns: runs).isEmpty)
+            #expect((0...out.boots).allSatisfy { IT.qemuProcesses(runNamed: "probe-max-cma-6.12-\($0)").isEmpty })
         }
 
         /// numa_cma= and cma_pernuma= put each area on its node; hugetlb_cma= serves a 1 GiB page from hugetlb0.

@@ -35,6 +35,7 @@ extension Integration {
 
         @Test(.timeLimit(.minutes(5))) func fixtureStillMatchesTheKernel() throws {
             let rows = try Self.fixture()
+            var runs: [String] = []
             for pick in Self.picks {
                 let row = try #require(rows[[pick.image, pick.machine, pick.memory, pick.cmdline].joined(separator: "|")], "\(pick) is not in the fixture")
                 let r = try IT.runCLI(["boot", "--image", pick.image, "--machine", pick.machine, "--memory", pick.memory,
@@ -53,6 +54,7 @@ extension Integration {
 
                 // And the oracle agrees with this fresh boot (its initrd may differ from the recorded one).
                 let runDir = Path.directory(of: consolePath)
+                runs.append(runDir)
                 let argv = try String(contentsOfFile: runDir + "/qemu.argv", encoding: .utf8)
                 let initrd = try #require(argv.firstMatch(of: /-initrd (\S+)/).map { String($0.1) })
                 let size = try #require((try FileManager.default.attributesOfItem(atPath: initrd))[.size] as? NSNumber).uint64Value
@@ -69,7 +71,7 @@ extension Integration {
                 let check = try #require(Oracle.compare(Oracle.predict(input), with: o))
                 #expect(check.agrees, "\(pick): \(check.divergence ?? "")")
             }
-            #expect(IT.qemuProcesses().isEmpty)
+            #expect(IT.qemuProcesses(ofRuns: runs).isEmpty)
         }
 
         @Test func explainPrintsThePrediction() throws {

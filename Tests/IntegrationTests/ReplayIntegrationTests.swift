@@ -6,7 +6,7 @@ import Testing
 import LabCore
 @testable import LabRuntime
 
-extension Integration {
+extension IntegrationSecondLane {
 /// `cmalab replay` on host logs made here: cmalab's own guests booted with different shapes (a plain 4 GiB pc, a
 /// hole punched with memmap= below and above 4 GiB, an 8 GiB and a 64 GiB guest with their areas above 4 GiB, a
 /// fixed area, a size that fails, a q35 guest, whose twin is a pc with q35's map),

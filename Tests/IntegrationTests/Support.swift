@@ -4,9 +4,13 @@ import LabCore
 import LabProtocol
 @testable import LabRuntime
 
-/// Every suite that boots a guest lives in here: one guest at a time, so "no QEMU left behind" checks
-/// see only their own.
+/// Every suite that boots a guest lives in one of two lanes. A lane runs its tests one at a time; the two lanes
+/// run side by side, so two guests (or a guest and a download, or a libvirtd start) share the machine's cores
+/// (on 2 cores the integration tests took 480 s in one lane). The suites are split so the lanes take about the
+/// same time. A "no QEMU left behind" check therefore looks only at its own runs (`qemuProcesses(ofRuns:)`,
+/// `qemuProcesses(runNamed:)`): the other lane may have a guest up at any moment.
 @Suite(.serialized) enum Integration {}
+@Suite(.serialized) enum IntegrationSecondLane {}
 
 /// Shared set-up for tests that boot real kernels in real QEMU (TCG). Images come from the cache that
 /// `make test-images` fills; a missing one is built here (slow, but correct).
@@ -55,21 +59,31 @@ enum IT {
                          seconds: Date().timeIntervalSince(started))
     }
 
-    /// QEMU processes this test process started that are still running (there must be none after a test).
-    /// Only our own children count: other cmalab runs on the machine are none of our business.
-    static func qemuProcesses() -> [String] {
-        let out = (try? runCapturing(["pgrep", "-a", "-P", "\(getpid())", "-f", "qemu-system-x86_64"])) ?? ""
-        return out.split(separator: "\n").map(String.init)
+    /// QEMU processes (anyone's) of runs named `name`: RunDirectory names a run's directory, and QEMU's `-name`,
+    /// `<yyyyMMdd-HHmmss>-<name>` (`-<n>` added when two start in the same second). For a test whose run directory
+    /// is not at hand (a boot that threw); the name must be one no other test uses.
+    static func qemuProcesses(runNamed name: String) -> [String] {
+        qemuCommandLines().filter { words in
+            guard let i = words.firstIndex(of: "-name"), i + 1 < words.count else { return false }
+            let run = words[i + 1].dropFirst("yyyyMMdd-HHmmss-".count)
+            guard run.hasPrefix(name) else { return false }
+            let rest = run.dropFirst(name.count)
+            return rest.isEmpty || (rest.first == "-" && rest.dropFirst().allSatisfy(\.isNumber) && rest.count > 1)
+        }.map { $0.joined(separator: " ") }
     }
 
     /// QEMU processes (anyone's) whose `-name` is one of these run directories.
     static func qemuProcesses(ofRuns runs: [String]) -> [String] {
-        let out = (try? runCapturing(["pgrep", "-a", "-f", "qemu-system-x86_64"])) ?? ""
         let names = Set(runs.map { Path.basename($0) })
-        return out.split(separator: "\n").map(String.init).filter { line in
-            let words = line.split(separator: " ").map(String.init)
+        return qemuCommandLines().filter { words in
             guard let i = words.firstIndex(of: "-name"), i + 1 < words.count else { return false }
             return names.contains(words[i + 1])
-        }
+        }.map { $0.joined(separator: " ") }
+    }
+
+    /// Every running QEMU's command line (pid first), split at spaces.
+    private static func qemuCommandLines() -> [[String]] {
+        let out = (try? runCapturing(["pgrep", "-a", "-f", "qemu-system-"])) ?? ""
+        return out.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
     }
 }
