@@ -63,27 +63,27 @@ enum IT {
     /// `<yyyyMMdd-HHmmss>-<name>` (`-<n>` added when two start in the same second). For a test whose run directory
     /// is not at hand (a boot that threw); the name must be one no other test uses.
     static func qemuProcesses(runNamed name: String) -> [String] {
-        qemuCommandLines().filter { words in
-            guard let i = words.firstIndex(of: "-name"), i + 1 < words.count else { return false }
-            let run = words[i + 1].dropFirst("yyyyMMdd-HHmmss-".count)
+        qemuProcesses(named: { runDirectory in
+            let run = runDirectory.dropFirst("yyyyMMdd-HHmmss-".count)
             guard run.hasPrefix(name) else { return false }
             let rest = run.dropFirst(name.count)
-            return rest.isEmpty || (rest.first == "-" && rest.dropFirst().allSatisfy(\.isNumber) && rest.count > 1)
-        }.map { $0.joined(separator: " ") }
+            return rest.isEmpty || (rest.count > 1 && rest.first == "-" && rest.dropFirst().allSatisfy(\.isNumber))
+        })
     }
 
     /// QEMU processes (anyone's) whose `-name` is one of these run directories.
     static func qemuProcesses(ofRuns runs: [String]) -> [String] {
         let names = Set(runs.map { Path.basename($0) })
-        return qemuCommandLines().filter { words in
-            guard let i = words.firstIndex(of: "-name"), i + 1 < words.count else { return false }
-            return names.contains(words[i + 1])
-        }.map { $0.joined(separator: " ") }
+        return qemuProcesses(named: { names.contains($0) })
     }
 
-    /// Every running QEMU's command line (pid first), split at spaces.
-    private static func qemuCommandLines() -> [[String]] {
+    /// Every running QEMU's command line (pid first) whose `-name`, the basename of its run directory, matches.
+    private static func qemuProcesses(named matches: (String) -> Bool) -> [String] {
         let out = (try? runCapturing(["pgrep", "-a", "-f", "qemu-system-"])) ?? ""
-        return out.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        return out.split(separator: "\n").map(String.init).filter { line in
+            let words = line.split(separator: " ").map(String.init)
+            guard let i = words.firstIndex(of: "-name"), i + 1 < words.count else { return false }
+            return matches(words[i + 1])
+        }
     }
 }
