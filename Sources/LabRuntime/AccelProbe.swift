@@ -11,6 +11,10 @@ public enum AccelChoice: String, Sendable, CaseIterable {
 public struct AccelProbe: Sendable {
     let paths: LabPaths
     public var probeTimeout: TimeInterval = 10
+    /// How long the probe guest may stay silent. A working KVM prints the kernel's first console line well under
+    /// a second after QEMU starts; a KVM that opens but cannot run a guest (this project's machine: the vCPU
+    /// spins in the host kernel) prints nothing at all, so the probe need not wait the whole `probeTimeout`.
+    public var silenceTimeout: TimeInterval = 3
 
     public init(paths: LabPaths) { self.paths = paths }
 
@@ -64,6 +68,13 @@ public struct AccelProbe: Sendable {
         let run = try RunDirectory(root: paths.cache + "/probe-runs", name: "kvm-probe")
         defer { try? FileManager.default.removeItem(atPath: run.path) }
         let machine = try QEMUMachine(plan: plan, run: run)
+        var spoke = false
+        machine.onConsoleLine = { _ in spoke = true }
+        let silence = min(silenceTimeout, probeTimeout)
+        if try !machine.runLoop(until: Date().addingTimeInterval(silence), { spoke }), machine.isRunning {
+            machine.stop()
+            return (false, "KVM is present but a probe guest printed nothing within \(Int(silence)) s")
+        }
         let exit = try machine.waitForExit(timeout: probeTimeout)
         switch exit {
         case .crashed(let c) where c.kind == .panic:
