@@ -5,8 +5,11 @@ SWIFT ?= swift
 CMALAB_DEBUG := .build/debug/cmalab
 # The guest agent: fully static, built with Embedded Swift by Scripts/build-agent (--hosted: SwiftPM).
 AGENT := .build-agent/release/cmalab-agent
-# Images the integration tests boot.
-TEST_IMAGES := cma-6.12 cma-6.12-uart cma-6.12-nodmacma nocma-6.12 cma-6.1 cma-6.12-arm64
+# Images the integration tests boot, in two build lanes: a variant after the image it builds warm from.
+TEST_IMAGES_A := cma-6.12 cma-6.12-uart cma-6.12-nodmacma
+TEST_IMAGES_B := nocma-6.12 cma-6.1 cma-6.12-arm64
+TEST_IMAGES := $(TEST_IMAGES_A) $(TEST_IMAGES_B)
+KERNEL_LANES = kernels "$(CMALAB_DEBUG) image build $(TEST_IMAGES_A)" kernels-other "$(CMALAB_DEBUG) image build $(TEST_IMAGES_B)"
 # The arm64 guest agent (Scripts/build-agent --arm64).
 AGENT_ARM64 := .build-agent/arm64/cmalab-agent
 
@@ -45,9 +48,13 @@ lab-arm64:
 	$(CMALAB_DEBUG) run Profiles/arm64 --json runs/results-arm64.json --junit runs/results-arm64.xml --html runs/report-arm64.html; \
 	status=$$?; echo "lab-arm64: done in $$(( $$(date +%s) - start )) s (exit $$status)"; exit $$status
 
-## Every test: unit tests and the integration tests that boot real kernels.
-test: setup agent agent-arm64 test-images
-	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
+## Every test: unit tests and the integration tests that boot real kernels. Once cmalab is built, three lanes run
+## side by side (Scripts/lanes): the test images in two, and the Swift test build, both agents and 30 s of fuzzing
+## in the third. Each leaves a core idle part of the time (a kernel build while it unpacks, configures and links;
+## swiftc on one module; the fuzzer), which the others fill.
+test: setup build-debug
+	@Scripts/lanes $(KERNEL_LANES) \
+	  swift "$(MAKE) --no-print-directory agent agent-arm64 && $(SWIFT) build --build-tests && $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30"
 	$(SWIFT) test --skip-build
 
 setup:
@@ -66,9 +73,9 @@ agent:
 agent-arm64:
 	@Scripts/build-agent --arm64
 
-test-images:
-	$(SWIFT) build --build-tests
-	$(CMALAB_DEBUG) image build $(TEST_IMAGES)
+## The images the tests boot (make test builds them itself).
+test-images: build-debug
+	@Scripts/lanes $(KERNEL_LANES)
 
 ## Unit tests only (no kernels): fast.
 unit:
