@@ -26,7 +26,7 @@ help:
 ## time is the same). `make build` makes the release binary.
 ## Once cmalab is built, three things run side by side: the cma-6.12 build, whose first ~27 s (unpacking the
 ## source, tinyconfig, merging fragments) keep one core busy; the agent (one single-threaded swiftc, ~21 s), on
-## the other core meanwhile; and Debian's prebuilt nocma-6.12 (one profile), which is network, not CPU.
+## the other core meanwhile; and Debian's prebuilt nocma-6.12 (one profile): a download, then ~15 s unpacking it.
 lab:
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory setup && $(MAKE) --no-print-directory build-debug && \
