@@ -24,18 +24,15 @@ help:
 ## It runs the debug build of cmalab, the one the tests use: from an empty .build it takes ~32 s on 2 cores against
 ## ~141 s for the release build, and cmalab's own CPU over the 20 profiles is 1.9 s against 1.3 s (the guests'
 ## time is the same). `make build` makes the release binary.
-## Once cmalab is built, three things run side by side: the cma-6.12 build, whose first ~27 s (unpacking the
-## source, tinyconfig, merging fragments) keep one core busy; the agent (one single-threaded swiftc, ~21 s), on
-## the other core meanwhile; and Debian's prebuilt nocma-6.12 (one profile): a download, then ~15 s unpacking it.
+## Once cmalab is built, three lanes run side by side (Scripts/lanes): the cma-6.12 build, its progress shown live,
+## whose first ~27 s (unpacking the source, tinyconfig, merging fragments) keep one core busy; the agent (one
+## single-threaded swiftc, ~21 s) on the other core meanwhile; and Debian's prebuilt nocma-6.12 (one profile): a
+## download, then ~15 s unpacking it.
 lab:
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory setup && $(MAKE) --no-print-directory build-debug && \
-	{ fetchlog=$$(mktemp); agentlog=$$(mktemp); \
-	  $(CMALAB_DEBUG) image build nocma-6.12 > $$fetchlog 2>&1 & fetch=$$!; \
-	  $(MAKE) --no-print-directory agent > $$agentlog 2>&1 & agent=$$!; \
-	  $(CMALAB_DEBUG) image build cma-6.12; built=$$?; \
-	  wait $$agent; agented=$$?; wait $$fetch; fetched=$$?; cat $$agentlog $$fetchlog; rm -f $$agentlog $$fetchlog; \
-	  [ $$built = 0 ] && [ $$agented = 0 ] && [ $$fetched = 0 ]; } && \
+	Scripts/lanes cma-6.12 "$(CMALAB_DEBUG) image build cma-6.12" agent "$(MAKE) --no-print-directory agent" \
+	  nocma-6.12 "$(CMALAB_DEBUG) image build nocma-6.12" && \
 	$(CMALAB_DEBUG) run --json runs/results.json --junit runs/results.xml --html runs/report.html; \
 	status=$$?; echo "lab: done in $$(( $$(date +%s) - start )) s (exit $$status)"; exit $$status
 
