@@ -21,8 +21,9 @@ public final class ProfileRunner: @unchecked Sendable {
     /// This run's DMA test driver module on the host (nil: the image has none), and whether the guest has it loaded.
     var driverModule: String?
     var driverLoaded = false
-    /// Whether this run records the CMA trace events around its allocating steps (Steps/Trace.swift).
-    var tracing = false
+    /// The tracefs directory when this run records the CMA trace events around its allocating steps
+    /// (Steps/Trace.swift); nil when it does not.
+    var tracingDirectory: String?
 
     public func run(_ profile: Profile, image override: String? = nil) -> Verdict {
         let started = Date()
@@ -85,7 +86,7 @@ public final class ProfileRunner: @unchecked Sendable {
             obs.areas = try areas(agent)
             // One more request per run, so only where the kernel can have heaps (or its .config is unknown).
             obs.dmaHeaps = config?.isEnabled("DMABUF_HEAPS") == false ? nil : dmaHeaps(agent)
-            tracing = profile.steps.contains { $0.allocates } && startTracing(agent, config: config)
+            tracingDirectory = profile.steps.contains { $0.allocates } ? startTracing(agent, config: config) : nil
             for (i, step) in profile.steps.enumerated() where !skipped.contains(where: { $0.index == i }) {
                 obs.steps.append(step.allocates ? try traced(agent) { () throws(LabError) in try perform(step, index: i, agent: agent, run: run) }
                                                 : try perform(step, index: i, agent: agent, run: run))
