@@ -17,6 +17,8 @@ extension ProfileRunner {
     static let traceBufferKiB = "2048"
 
     /// Enables the events the kernel has and returns the tracefs directory; nil when it has none of them.
+    /// Neither path clears the buffer: `traced` clears it before every step (a clear waits for an RCU grace
+    /// period, ~24 ms under TCG).
     /// With debugfs these are six file writes through the agent (~32 ms under TCG); a guest shell that
     /// mounts tracefs and does the same took 0.12 s of every allocating run, most of it starting the shell.
     func startTracing(_ agent: AgentClient, config: KernelConfig?) -> String? {
@@ -24,14 +26,13 @@ extension ProfileRunner {
         if config?.isEnabled("DEBUG_FS") == true, enableEvents(agent, in: Self.debugfsTracing) { return Self.debugfsTracing }
         var script = "mountpoint -q \(Self.tracefs) || mount -t tracefs nodev \(Self.tracefs) || exit 1\ncd \(Self.tracefs) || exit 1\nn=0\n"
         for e in CMATrace.events { script += "[ -e events/\(e)/enable ] && echo 1 > events/\(e)/enable && n=$((n+1))\n" }
-        script += "echo \(Self.traceBufferKiB) > buffer_size_kb\necho > trace\n[ $n -gt 0 ]\n"
+        script += "echo \(Self.traceBufferKiB) > buffer_size_kb\n[ $n -gt 0 ]\n"
         guard let r = try? agent.shell(script, timeout: 30, maxOutputBytes: 4096), case .exited(0) = r.termination else { return nil }
         return Self.tracefs
     }
 
     /// Writes 1 to each event's `enable` that exists and sets the buffer size; false when no event could be
-    /// enabled or the buffer could not be set. No clearing here: `traced` clears before every step (a clear
-    /// waits for an RCU grace period, ~24 ms under TCG).
+    /// enabled or the buffer could not be set.
     private func enableEvents(_ agent: AgentClient, in directory: String) -> Bool {
         func write(_ path: String, _ text: String) -> Bool {
             guard case .done? = try? agent.request(.writeFile(path: directory + "/" + path, data: Array(text.utf8))) else { return false }
